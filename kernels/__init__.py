@@ -1,0 +1,1 @@
+"""ra_sdk.kernels: CUDA kernels and their CuPy wrappers."""

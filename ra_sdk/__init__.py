@@ -1,0 +1,50 @@
+"""ra-sdk: screening medical images with Reversed Auto-Encoders.
+
+The front door. Importing this package is cheap: it pulls in no torch, tensorrt or cupy;
+backends import their heavy dependency when first used.
+
+    >>> import ra_sdk
+    >>> ra_sdk.list_models()
+    ['ra-base', 'ra-small', 'ra-tiny']
+"""
+
+from ._version import __version__
+from .configs import ModelConfig, get_model_config, list_models
+from .errors import (
+    ConfigError,
+    CorruptFileError,
+    MissingDependencyError,
+    NotAnImageError,
+    RaSdkError,
+    ReadError,
+    UnsupportedCodecError,
+    UnsupportedFormatError,
+)
+from .presets import Preset, get_preset, list_presets
+
+
+def info() -> dict:
+    """Versions, devices and backends usable here (see ``ra-sdk info``)."""
+    from .info import collect
+
+    return collect()
+
+
+__all__ = [
+    "ConfigError",
+    "CorruptFileError",
+    "MissingDependencyError",
+    "ModelConfig",
+    "NotAnImageError",
+    "Preset",
+    "RaSdkError",
+    "ReadError",
+    "UnsupportedCodecError",
+    "UnsupportedFormatError",
+    "__version__",
+    "get_model_config",
+    "get_preset",
+    "info",
+    "list_models",
+    "list_presets",
+]

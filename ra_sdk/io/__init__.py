@@ -1,0 +1,19 @@
+"""Reading users' files: DICOM, NIfTI, PNG/JPEG/TIFF, and study discovery."""
+
+from .dicom import decode as read_dicom
+from .discovery import classify, discover, read_path, read_study
+from .nifti import read_nifti
+from .raster import read_raster
+from .study import Slices, Study
+
+__all__ = [
+    "Slices",
+    "Study",
+    "classify",
+    "discover",
+    "read_dicom",
+    "read_nifti",
+    "read_path",
+    "read_raster",
+    "read_study",
+]

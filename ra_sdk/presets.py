@@ -1,0 +1,155 @@
+"""Modality presets: plain data describing how a study becomes model input.
+
+A preset is stored inside every engine file, so a screening run always preprocesses
+the way the model was trained. Functions here are pure numpy/OpenCV.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How to turn decoded pixels into model input of shape (N, size, size) in [0, 1]."""
+
+    name: str
+    modality: str
+    #: "minmax": (x - min) / (upper - min) with upper = the ``clip`` upper percentile;
+    #: "percentile": clip to the ``clip`` percentiles then scale to [0, 1].
+    normalisation: str = "minmax"
+    #: lower and upper percentiles used by the normalisation (0 and 100 = plain min-max)
+    clip: tuple[float, float] = (0.0, 100.0)
+    #: apply the DICOM VOI LUT / window (after the modality LUT) when the file has one
+    apply_voi: bool = True
+    #: pad the shorter side with the image minimum before resizing
+    pad_to_square: bool = True
+    #: model input side length in pixels
+    size: int = 128
+    #: volumes: keep axial slices whose fraction of pixels above ``foreground_level``
+    #: (after normalisation) is at least this; 0 keeps every slice
+    min_foreground: float = 0.0
+    foreground_level: float = 0.05
+    #: volumes: keep only slices within this fraction of the stack (inferior..superior)
+    slice_range: tuple[float, float] = (0.0, 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preset:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown preset keys {sorted(unknown)}; valid keys: {sorted(known)}")
+        d = dict(d)
+        for key in ("clip", "slice_range"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> Preset:
+        return dataclasses.replace(self, **changes)
+
+
+_PRESETS: dict[str, Preset] = {
+    # Skull-stripped T1w brain MRI; robust min-max per slice, slices that hold brain.
+    "brain-mri-t1": Preset(
+        name="brain-mri-t1",
+        modality="MR",
+        normalisation="minmax",
+        clip=(0.0, 99.5),
+        apply_voi=False,
+        min_foreground=0.15,
+        slice_range=(0.25, 0.85),
+    ),
+    # Radiographs: percentile clip tames collimation edges and burned-in markers.
+    "chest-xray": Preset(name="chest-xray", modality="DX", normalisation="percentile", clip=(0.5, 99.5)),
+    "wrist-xray": Preset(name="wrist-xray", modality="DX", normalisation="percentile", clip=(0.5, 99.5)),
+    "generic": Preset(name="generic", modality="OT", normalisation="minmax", clip=(0.0, 100.0)),
+}
+
+
+def list_presets() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(list_presets())}") from None
+
+
+def normalise(image: np.ndarray, preset: Preset) -> np.ndarray:
+    """Scale one 2-D image (any real dtype) to float32 in [0, 1] as the preset says."""
+    img = np.asarray(image, dtype=np.float32)
+    finite = np.isfinite(img)
+    if not finite.all():
+        img = np.where(finite, img, np.float32(np.nanmin(np.where(finite, img, np.inf)) if finite.any() else 0))
+    lo_p, hi_p = preset.clip
+    if preset.normalisation == "minmax":
+        lo = float(img.min())
+        hi = float(np.percentile(img, hi_p)) if hi_p < 100 else float(img.max())
+    elif preset.normalisation == "percentile":
+        lo, hi = (float(v) for v in np.percentile(img, [lo_p, hi_p]))
+    else:
+        raise ConfigError(f"unknown normalisation {preset.normalisation!r}; valid: minmax, percentile")
+    if hi <= lo:
+        return np.zeros(img.shape, np.float32)
+    out = (np.clip(img, lo, hi) - lo) / (hi - lo)
+    return out.astype(np.float32, copy=False)
+
+
+def to_model_input(image: np.ndarray, preset: Preset) -> np.ndarray:
+    """Normalise, pad to square and resize one 2-D image; returns (size, size) float32."""
+    import cv2
+
+    img = normalise(image, preset)
+    if preset.pad_to_square and img.shape[0] != img.shape[1]:
+        h, w = img.shape
+        s = max(h, w)
+        top, left = (s - h) // 2, (s - w) // 2
+        img = np.pad(img, ((top, s - h - top), (left, s - w - left)), constant_values=0.0)
+    if img.shape != (preset.size, preset.size):
+        shrink = img.shape[0] > preset.size or img.shape[1] > preset.size
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        img = cv2.resize(img, (preset.size, preset.size), interpolation=interp)
+    return np.clip(img, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def select_slices(volume: np.ndarray, preset: Preset) -> np.ndarray:
+    """Indices of the axial slices of a (N, H, W) stack that the preset screens."""
+    n = volume.shape[0]
+    if n == 1:
+        return np.array([0])
+    a, b = preset.slice_range
+    lo, hi = int(np.floor(a * n)), max(int(np.ceil(b * n)), int(np.floor(a * n)) + 1)
+    idx = np.arange(lo, min(hi, n))
+    if preset.min_foreground > 0:
+        keep = [i for i in idx if (normalise(volume[i], preset) > preset.foreground_level).mean() >= preset.min_foreground]
+        if keep:
+            idx = np.array(keep)
+        else:  # never return nothing: fall back to the middle slice
+            idx = np.array([n // 2])
+    return idx
+
+
+def prepare_stack(slices: np.ndarray, preset: Preset) -> tuple[np.ndarray, np.ndarray]:
+    """Select and preprocess the slices of a study.
+
+    Args:
+        slices: (N, H, W) decoded intensities of one study.
+    Returns:
+        (images, indices): images (M, size, size) float32 in [0, 1] and the index of
+        each kept slice in the original stack.
+    """
+    idx = select_slices(slices, preset)
+    out = np.stack([to_model_input(slices[i], preset) for i in idx]) if len(idx) else np.zeros((0, preset.size, preset.size), np.float32)
+    return out, idx

@@ -1,0 +1,1 @@
+"""Anomaly scoring (DESIGN.md section 3)."""
