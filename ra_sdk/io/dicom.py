@@ -64,7 +64,11 @@ def dcmread(path: Path, *, stop_before_pixels: bool = False) -> Any:
 
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+    except OSError as err:
+        raise ReadError(path, f"cannot open file ({err.strerror})") from None
+    try:
+        if size == 0:
             raise CorruptFileError(path, "empty file")
         try:
             return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)

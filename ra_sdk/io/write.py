@@ -33,7 +33,12 @@ def write_dicom(
     """
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        MRImageStorage,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
 
     arr = np.asarray(pixels)
     if arr.dtype not in (np.uint16, np.int16, np.uint8):

@@ -1,1 +1,270 @@
-"""Anomaly scoring (DESIGN.md section 3)."""
+"""The anomaly score (DESIGN.md section 3): one functional API, a CPU and a GPU path.
+
+Every function takes numpy arrays (the CPU reference path, numpy + OpenCV) or CuPy arrays
+(the GPU path through the CUDA kernels of ``ra_sdk.kernels``) and returns the same array
+type. Images are (B, H, W) or (B, 1, H, W) float32 in [0, 1].
+
+    A = |C(x_ph) - C(x)| * G(P(x_ph, x)) * G(P(C(x_ph), C(x)))      (times an optional mask)
+    s = mean(A)   (or the top-k% mean, or the max)
+
+C is CLAHE (scikit-image semantics per image), G a Gaussian (sigma 2, truncate 4,
+'reflect'), P a perceptual map (``structural``: 1 - SSIM; ``features``: LPIPS-style
+distance of network features).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from . import _cpu
+from ._clahe_cpu import clahe_cpu
+
+PERCEPTUAL_KINDS = ("structural", "features", "none")
+AGGREGATIONS = ("mean", "topk", "max")
+
+#: images -> per-level feature maps; used by the ``features`` perceptual map
+FeatureFn = Callable[[Any], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How an anomaly map and an image score are made (stored in every engine file)."""
+
+    #: "structural" (1 - SSIM), "features" (network features), or "none" (no saliency)
+    perceptual: str = "structural"
+    #: equalise both images with CLAHE before the residual and the second perceptual map
+    use_clahe: bool = True
+    #: Gaussian smoothing of the perceptual maps (0 turns it off)
+    sigma: float = 2.0
+    #: structural: Gaussian (sigma 1.5) instead of the 7x7 uniform SSIM window
+    ssim_gaussian: bool = False
+    #: image score: "mean" (the paper), "topk" (mean of the top ``topk`` fraction), "max"
+    aggregation: str = "mean"
+    topk: float = 0.01
+    #: study score over slices: "max" or "topk" (mean of the ``study_k`` largest)
+    study_aggregation: str = "max"
+    study_k: int = 3
+
+    def __post_init__(self) -> None:
+        if self.perceptual not in PERCEPTUAL_KINDS:
+            raise ConfigError(f"unknown perceptual map {self.perceptual!r}; valid: {', '.join(PERCEPTUAL_KINDS)}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"unknown aggregation {self.aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
+        if self.study_aggregation not in ("max", "topk"):
+            raise ConfigError(f"unknown study aggregation {self.study_aggregation!r}; valid: max, topk")
+        if not 0 < self.topk <= 1:
+            raise ConfigError(f"topk must be a fraction in (0, 1], got {self.topk}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScoreConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(d) - known:
+            raise ConfigError(f"unknown score config keys {sorted(set(d) - known)}; valid keys: {sorted(known)}")
+        return cls(**d)
+
+
+def _is_cupy(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "cupy"
+
+
+def _as_bhw(x: Any) -> tuple[Any, tuple[int, ...]]:
+    shape = tuple(x.shape)
+    if x.ndim == 4:
+        if shape[1] != 1:
+            raise ValueError(f"expected (B, 1, H, W) grey images, got shape {shape}")
+        return x.reshape(shape[0], shape[2], shape[3]), shape
+    if x.ndim != 3:
+        raise ValueError(f"expected (B, H, W) or (B, 1, H, W), got shape {shape}")
+    return x, shape
+
+
+def _gpu():
+    from .. import kernels
+
+    return kernels
+
+
+def clahe(x: Any) -> Any:
+    """CLAHE of each 2-D image, equal to ``skimage.exposure.equalize_adapthist(img)``.
+
+    Args:
+        x: (B, H, W) or (B, 1, H, W), float32 in [0, 1] or uint16.
+    Returns:
+        float32 in [0, 1], same shape and array type.
+    """
+    x3, shape = _as_bhw(x)
+    out = _gpu().clahe(x3) if _is_cupy(x) else clahe_cpu(np.asarray(x3))
+    return out.reshape(shape)
+
+
+def gaussian_blur(x: Any, sigma: float = 2.0, *, truncate: float = 4.0) -> Any:
+    """``scipy.ndimage.gaussian_filter`` (mode 'reflect') over H and W of each image.
+
+    Args:
+        x: (B, H, W) or (B, 1, H, W) float32. Returns float32 of the same shape.
+    """
+    x3, shape = _as_bhw(x)
+    if _is_cupy(x):
+        return _gpu().gaussian_blur(x3, sigma, truncate=truncate).reshape(shape)
+    return _cpu.gaussian_blur(np.asarray(x3), sigma, truncate=truncate).reshape(shape)
+
+
+def perceptual_map(
+    a: Any,
+    b: Any,
+    *,
+    kind: str = "structural",
+    size: tuple[int, int] | None = None,
+    weights: Sequence[Any] | None = None,
+    gaussian_weights: bool = False,
+) -> Any:
+    """A perceptual difference map between a and b, (B, H, W) float32 (larger = more different).
+
+    Args:
+        kind: "structural": a, b are (B, H, W) images; returns 1 - the SSIM map of
+            ``skimage.metrics.structural_similarity(a, b, data_range=1, full=True)``
+            (``gaussian_weights`` as in skimage).
+            "features": a, b are lists of per-level (B, C, h, w) feature maps; returns the
+            LPIPS-style distance summed over levels, upsampled to ``size`` = (H, W), with
+            optional per-level channel ``weights``.
+    """
+    if kind == "structural":
+        a3, shape = _as_bhw(a)
+        b3, _ = _as_bhw(b)
+        if _is_cupy(a3):
+            return (1 - _gpu().ssim_map(a3, b3, gaussian_weights=gaussian_weights)).reshape(shape)
+        return (np.float32(1) - _cpu.ssim_map(np.asarray(a3), np.asarray(b3), gaussian_weights=gaussian_weights)).reshape(shape)
+    if kind == "features":
+        if size is None:
+            raise ValueError("perceptual_map(kind='features') needs size=(H, W)")
+        if _is_cupy(a[0]):
+            return _gpu().feature_distance(a, b, size, weights=weights)
+        return _cpu.feature_distance(a, b, size, weights=weights)
+    raise ConfigError(f"unknown perceptual map {kind!r}; valid: structural, features")
+
+
+def anomaly_map(
+    x: Any,
+    x_ph: Any,
+    feats: FeatureFn | None = None,
+    *,
+    config: ScoreConfig | None = None,
+    mask: Any = None,
+) -> Any:
+    """The RA anomaly map A = R * S (DESIGN.md 3.3-3.5).
+
+    Args:
+        x: input images, (B, H, W) or (B, 1, H, W) float32 in [0, 1].
+        x_ph: pseudo-healthy reconstructions, same shape.
+        feats: for ``config.perceptual == "features"``, a function mapping (B, 1, H, W)
+            images to per-level feature maps (the model's encoder, or LPIPS).
+        mask: optional foreground mask broadcastable to (B, H, W).
+    Returns:
+        (B, H, W) float32 anomaly map, same array type as x.
+    """
+    cfg = config or ScoreConfig()
+    x3, _ = _as_bhw(x)
+    p3, _ = _as_bhw(x_ph)
+    if x3.shape != p3.shape:
+        raise ValueError(f"x and x_ph differ in shape: {tuple(x3.shape)} vs {tuple(p3.shape)}")
+    xp = _gpu().cupy() if _is_cupy(x3) else np
+    x3 = xp.clip(x3.astype(xp.float32, copy=False), 0, 1)
+    p3 = xp.clip(p3.astype(xp.float32, copy=False), 0, 1)
+    if cfg.perceptual == "structural" and cfg.use_clahe and _is_cupy(x3):
+        return _gpu().fused_structural_map(x3, p3, sigma=cfg.sigma, gaussian_weights=cfg.ssim_gaussian, mask=mask)
+    if cfg.use_clahe:
+        cx, cp = (clahe(x3), clahe(p3))
+    else:
+        cx, cp = x3, p3
+    amap = xp.abs(cp - cx)
+    if cfg.perceptual != "none":
+        s1 = _perceptual(p3, x3, feats, cfg)
+        s2 = _perceptual(cp, cx, feats, cfg)
+        if cfg.sigma > 0:
+            s1, s2 = gaussian_blur(s1, cfg.sigma), gaussian_blur(s2, cfg.sigma)
+        amap = amap * (s1 * s2)
+    if mask is not None:
+        amap = amap * mask
+    return amap.astype(xp.float32, copy=False)
+
+
+def _perceptual(a: Any, b: Any, feats: FeatureFn | None, cfg: ScoreConfig) -> Any:
+    if cfg.perceptual == "structural":
+        return perceptual_map(a, b, kind="structural", gaussian_weights=cfg.ssim_gaussian)
+    if feats is None:
+        raise ConfigError("the 'features' perceptual map needs a feature function (feats=...)")
+    h, w = a.shape[1:]
+    return perceptual_map(list(feats(a[:, None])), list(feats(b[:, None])), kind="features", size=(h, w))
+
+
+def image_score(amap: Any, mask: Any = None, *, aggregation: str = "mean", topk: float = 0.01) -> Any:
+    """Per-image score of (B, H, W) anomaly maps: the mean (the paper), the mean of the top
+    ``topk`` fraction of pixels, or the max; over ``mask`` pixels only when given.
+
+    Returns a (B,) float array of the input's array type.
+    """
+    xp = _gpu().cupy() if _is_cupy(amap) else np
+    a3, _ = _as_bhw(amap)
+    b = a3.shape[0]
+    flat = a3.reshape(b, -1).astype(xp.float64)
+    if mask is not None:
+        m = xp.broadcast_to(xp.asarray(mask).reshape(-1, *a3.shape[1:]), a3.shape).reshape(b, -1).astype(bool)
+        if aggregation == "mean":
+            return (flat * m).sum(1) / xp.maximum(m.sum(1), 1)
+        flat = xp.where(m, flat, -xp.inf if aggregation == "max" else xp.nan)
+    if aggregation == "mean":
+        return flat.mean(1)
+    if aggregation == "max":
+        return flat.max(1)
+    if aggregation == "topk":
+        n = flat.shape[1]
+        k = max(1, round(topk * n))
+        part = -xp.sort(-xp.nan_to_num(flat, nan=-xp.inf), axis=1)[:, :k]
+        return part.mean(1)
+    raise ConfigError(f"unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
+
+
+def study_score(slice_scores: Sequence[float] | np.ndarray, *, how: str = "max", k: int = 3) -> tuple[float, int]:
+    """Aggregate one study's slice scores: "max" (default) or "topk" (mean of the k largest).
+
+    Returns (score, index of the slice that drove it: the highest-scoring slice).
+    """
+    s = np.asarray(slice_scores, np.float64)
+    if s.size == 0:
+        raise ValueError("a study needs at least one slice score")
+    top = int(np.argmax(s))
+    if how == "max":
+        return float(s[top]), top
+    if how == "topk":
+        return float(np.sort(s)[::-1][: max(1, k)].mean()), top
+    raise ConfigError(f"unknown study aggregation {how!r}; valid: max, topk")
+
+
+def score_batch(x: Any, x_ph: Any, feats: FeatureFn | None = None, *, config: ScoreConfig | None = None, mask: Any = None) -> tuple[Any, Any]:
+    """Anomaly maps and image scores of a batch: (maps (B, H, W), scores (B,))."""
+    cfg = config or ScoreConfig()
+    amap = anomaly_map(x, x_ph, feats, config=cfg, mask=mask)
+    return amap, image_score(amap, mask, aggregation=cfg.aggregation, topk=cfg.topk)
+
+
+__all__ = [
+    "AGGREGATIONS",
+    "PERCEPTUAL_KINDS",
+    "ScoreConfig",
+    "anomaly_map",
+    "clahe",
+    "gaussian_blur",
+    "image_score",
+    "perceptual_map",
+    "score_batch",
+    "study_score",
+]

@@ -1,0 +1,178 @@
+"""CPU reference path of the anomaly score (numpy + OpenCV), batched over images.
+
+Each filter reproduces the scipy.ndimage arithmetic it stands for: a 1-D pass computes in
+float64 and stores float32, axis 0 (H) first, then axis 1 (W), as
+``scipy.ndimage.gaussian_filter`` / ``uniform_filter`` do on a float32 2-D image.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+
+#: 'reflect' in scipy.ndimage (d c b a | a b c d | d c b a) is BORDER_REFLECT in OpenCV
+_BORDER = 2  # cv2.BORDER_REFLECT, without importing cv2 at module load
+
+
+@functools.lru_cache(maxsize=16)
+def gaussian_kernel1d(sigma: float, truncate: float) -> np.ndarray:
+    """scipy.ndimage's Gaussian weights: radius int(truncate * sigma + 0.5), normalised."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 / (sigma * sigma) * x * x)
+    return w / w.sum()
+
+
+def _correlate_hw(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Separable correlation of (B, H, W) float32 with 1-D kernel k along H then W.
+
+    Each pass runs in float64 and rounds to float32, as scipy does between its passes.
+    """
+    import cv2
+
+    b, h, w = x.shape
+    r = len(k) // 2
+    kk = k.reshape(-1, 1)
+    # Pass along H: columns of an (H, B*W) image are independent.
+    cols = np.ascontiguousarray(x.transpose(1, 0, 2).reshape(h, b * w), dtype=np.float64)
+    if h > 1 or r == 0:
+        cols = _filter(cv2, cols, kk, r, axis=0)
+    y = cols.astype(np.float32).reshape(h, b, w).transpose(1, 0, 2)
+    # Pass along W: rows of a (B*H, W) image are independent.
+    rows = np.ascontiguousarray(y.reshape(b * h, w), dtype=np.float64)
+    if w > 1 or r == 0:
+        rows = _filter(cv2, rows, kk.T, r, axis=1)
+    return rows.astype(np.float32).reshape(b, h, w)
+
+
+def _filter(cv2, img: np.ndarray, kernel: np.ndarray, r: int, axis: int) -> np.ndarray:
+    n = img.shape[axis]
+    if r < n:
+        return cv2.filter2D(img, cv2.CV_64F, kernel, anchor=(-1, -1), delta=0.0, borderType=_BORDER)
+    # Kernel wider than the image: pad by repeated half-sample reflection first (numpy's
+    # 'symmetric' equals scipy's 'reflect' for any pad width), then correlate 'valid'.
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (r, r)
+    p = np.pad(img, pad, mode="symmetric")
+    k = kernel.ravel()
+    out = np.zeros_like(img)
+    for i, wgt in enumerate(k):
+        sl = [slice(None), slice(None)]
+        sl[axis] = slice(i, i + n)
+        out += wgt * p[tuple(sl)]
+    return out
+
+
+def gaussian_blur(x: np.ndarray, sigma: float = 2.0, *, truncate: float = 4.0) -> np.ndarray:
+    """scipy.ndimage.gaussian_filter (mode 'reflect') of each (H, W) image of (B, H, W)."""
+    return _correlate_hw(np.asarray(x, np.float32), gaussian_kernel1d(float(sigma), float(truncate)))
+
+
+def uniform_filter(x: np.ndarray, size: int) -> np.ndarray:
+    """scipy.ndimage.uniform_filter(size) of each image (mode 'reflect'); size odd."""
+    return _correlate_hw(np.asarray(x, np.float32), np.full(size, 1.0 / size))
+
+
+def ssim_map(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    data_range: float = 1.0,
+    gaussian_weights: bool = False,
+    win_size: int | None = None,
+    sigma: float = 1.5,
+) -> np.ndarray:
+    """The full SSIM map of skimage.metrics.structural_similarity(a, b, data_range, full=True)
+    for each pair of (B, H, W) float32 images (sample covariance, K1 0.01, K2 0.03)."""
+    a = np.asarray(a, np.float32)
+    b = np.asarray(b, np.float32)
+    if gaussian_weights:
+        truncate = 3.5
+        win = win_size or 2 * int(truncate * sigma + 0.5) + 1
+        kern = gaussian_kernel1d(sigma, truncate)
+
+        def filt(v: np.ndarray) -> np.ndarray:
+            return _correlate_hw(v, kern)
+    else:
+        win = win_size or 7
+
+        def filt(v: np.ndarray) -> np.ndarray:
+            return uniform_filter(v, win)
+
+    if min(a.shape[1:]) < win:
+        raise ValueError(f"SSIM window {win} exceeds the image size {a.shape[1:]}")
+    f32 = np.float32
+    cov_norm = f32(win * win / (win * win - 1))
+    # One filtering call over the five moment images, stacked along the batch.
+    stack = np.concatenate([a, b, a * a, b * b, a * b])
+    ux, uy, uxx, uyy, uxy = np.split(filt(stack), 5)
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    c1 = f32((0.01 * data_range) ** 2)
+    c2 = f32((0.03 * data_range) ** 2)
+    a1 = f32(2) * ux * uy + c1
+    a2 = f32(2) * vxy + c2
+    b1 = ux**2 + uy**2 + c1
+    b2 = vx + vy + c2
+    return (a1 * a2) / (b1 * b2)
+
+
+@functools.lru_cache(maxsize=64)
+def _bilinear_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index pairs and weights of torch's bilinear resize (align_corners=False) on one axis."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    src = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    src = np.maximum(src, np.float32(0))
+    i0 = np.floor(src).astype(np.int64)
+    i0 = np.minimum(i0, n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    l1 = (src - i0).astype(np.float32)
+    return i0, i1, l1
+
+
+def upsample_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """torch.nn.functional.interpolate(x, size, mode='bilinear', align_corners=False) of (B, h, w)."""
+    h, w = x.shape[1:]
+    if (h, w) == tuple(size):
+        return x.astype(np.float32, copy=False)
+    y0, y1, ly = _bilinear_weights(h, size[0])
+    x0, x1, lx = _bilinear_weights(w, size[1])
+    rows = x[:, y0, :] * (1 - ly)[None, :, None] + x[:, y1, :] * ly[None, :, None]
+    return (rows[:, :, x0] * (1 - lx)[None, None, :] + rows[:, :, x1] * lx[None, None, :]).astype(np.float32)
+
+
+def feature_distance(
+    feats_a: Sequence[np.ndarray],
+    feats_b: Sequence[np.ndarray],
+    size: tuple[int, int],
+    *,
+    weights: Sequence[np.ndarray] | None = None,
+    eps: float = 1e-10,
+) -> np.ndarray:
+    """LPIPS-style map: per level, unit-normalise over channels, squared difference, channel
+    weights (ones by default), channel sum, bilinear upsample to ``size``; summed over levels.
+
+    Args:
+        feats_a, feats_b: per level, (B, C_l, h_l, w_l) float arrays.
+        weights: per level, (C_l,) non-negative channel weights (an LPIPS linear head).
+    Returns:
+        (B, H, W) float32.
+    """
+    if len(feats_a) != len(feats_b) or not feats_a:
+        raise ValueError(f"need the same, non-zero number of feature levels, got {len(feats_a)} and {len(feats_b)}")
+    total = None
+    for i, (fa, fb) in enumerate(zip(feats_a, feats_b)):
+        fa = np.asarray(fa, np.float32)
+        fb = np.asarray(fb, np.float32)
+        na = fa / (np.sqrt((fa * fa).sum(1, keepdims=True)) + np.float32(eps))
+        nb = fb / (np.sqrt((fb * fb).sum(1, keepdims=True)) + np.float32(eps))
+        d = (na - nb) ** 2
+        if weights is not None:
+            d = d * np.asarray(weights[i], np.float32)[None, :, None, None]
+        up = upsample_bilinear(d.sum(1), size)
+        total = up if total is None else total + up
+    assert total is not None
+    return total

@@ -1,0 +1,253 @@
+"""The anomaly score: CPU path vs scikit-image / scipy / torch, and GPU kernels vs CPU path.
+
+Tolerances are in TOL (one place; the GPU tests use the same numbers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ra_sdk import scoring
+from ra_sdk.errors import ConfigError
+from ra_sdk.scoring import ScoreConfig
+
+skimage = pytest.importorskip("skimage")
+ndi = pytest.importorskip("scipy.ndimage")
+from skimage.exposure import equalize_adapthist  # noqa: E402
+from skimage.metrics import structural_similarity  # noqa: E402
+
+#: CLAHE: |diff| <= 1e-4 on >= 99.9% of pixels and <= 3e-4 everywhere (~1 and ~5 of
+#: skimage's 2^14 grey levels); Gaussian 1e-6; SSIM map 1e-5; full map 1e-5 of its max.
+TOL = {"clahe_p999": 1e-4, "clahe_max": 3e-4, "gauss": 1e-6, "ssim": 1e-5, "map_rel": 1e-5}
+
+
+def assert_clahe_close(got: np.ndarray, ref: np.ndarray) -> None:
+    d = np.abs(np.asarray(got, np.float64) - np.asarray(ref, np.float64))
+    assert d.max() <= TOL["clahe_max"], d.max()
+    assert (d <= TOL["clahe_p999"]).mean() >= 0.999, (d > TOL["clahe_p999"]).mean()
+
+
+def skimage_clahe(x: np.ndarray) -> np.ndarray:
+    return np.stack([equalize_adapthist(im) for im in x])
+
+
+def brain_like(rng, n=6, h=128, w=128) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    out = []
+    for i in range(n):
+        r = ((yy - h / 2) / (0.4 * h)) ** 2 + ((xx - w / 2) / (0.35 * w)) ** 2
+        img = (r < 1) * (0.6 + 0.25 * np.sin(xx / (3 + i)) * np.cos(yy / (5 + i))) + rng.normal(0, 0.02, (h, w))
+        out.append(np.clip(img, 0, 1))
+    return np.asarray(out, np.float32)
+
+
+def clahe_cases(rng):
+    yield "brain-like", brain_like(rng)
+    yield "random", rng.random((5, 128, 128), dtype=np.float32)
+    yield "odd-127x201", rng.random((3, 127, 201), dtype=np.float32)
+    yield "uint16", rng.integers(0, 65536, (3, 64, 96)).astype(np.uint16)
+    yield "uint16-narrow", rng.integers(1000, 1200, (3, 64, 64)).astype(np.uint16)
+    yield "constant", np.full((2, 32, 32), 0.37, np.float32)
+    yield "zeros", np.zeros((2, 16, 16), np.float32)
+    yield "smaller-than-8", rng.random((3, 5, 7), dtype=np.float32)
+    yield "1x1", rng.random((2, 1, 1), dtype=np.float32)
+    yield "binary", (rng.random((2, 40, 40)) > 0.5).astype(np.float32)
+
+
+def test_clahe_matches_skimage(rng):
+    for name, x in clahe_cases(rng):
+        got = scoring.clahe(x)
+        assert got.dtype == np.float32 and got.shape == x.shape, name
+        assert_clahe_close(got, skimage_clahe(x))
+
+
+def test_clahe_on_mni_slices():
+    from ra_sdk.data import load_normal_slices
+
+    x = load_normal_slices()[::7][:16]
+    assert_clahe_close(scoring.clahe(x), skimage_clahe(x))
+
+
+def test_clahe_accepts_channel_axis(rng):
+    x = rng.random((3, 1, 32, 48), dtype=np.float32)
+    got = scoring.clahe(x)
+    assert got.shape == x.shape
+    assert_clahe_close(got[:, 0], skimage_clahe(x[:, 0]))
+
+
+def test_numpy_reflect_index_formula():
+    # The kernels index numpy's 'reflect' padding with a period-2(n-1) formula.
+    for n in range(1, 7):
+        for pad in (1, 3, 9, 20):
+            ref = np.pad(np.arange(n), pad, mode="reflect")
+            p = 2 * (n - 1)
+            idx = [0 if n == 1 else (lambda i: i if i < n else p - i)((i - pad) % p) for i in range(n + 2 * pad)]
+            assert list(ref) == idx
+
+
+@pytest.mark.parametrize("shape", [(4, 128, 128), (3, 127, 201), (2, 5, 7), (2, 1, 9)])
+def test_gaussian_blur_matches_scipy(rng, shape):
+    x = rng.random(shape, dtype=np.float32)
+    got = scoring.gaussian_blur(x, 2.0)
+    ref = np.stack([ndi.gaussian_filter(im, 2.0, mode="reflect", truncate=4.0) for im in x])
+    assert np.abs(got - ref).max() <= TOL["gauss"]
+
+
+@pytest.mark.parametrize("gaussian_weights", [False, True])
+@pytest.mark.parametrize("shape", [(3, 128, 128), (2, 31, 45)])
+def test_structural_map_matches_skimage(rng, shape, gaussian_weights):
+    a = rng.random(shape, dtype=np.float32)
+    b = np.clip(a + rng.normal(0, 0.1, shape), 0, 1).astype(np.float32)
+    got = scoring.perceptual_map(a, b, kind="structural", gaussian_weights=gaussian_weights)
+    ref = np.stack([1 - structural_similarity(p, q, data_range=1, full=True, gaussian_weights=gaussian_weights)[1] for p, q in zip(a, b)])
+    assert np.abs(got - ref).max() <= TOL["ssim"]
+
+
+def _torch_feature_map(fa, fb, size):
+    torch = pytest.importorskip("torch")
+
+    def unit(t):
+        return t / (torch.sqrt((t**2).sum(1, keepdim=True)) + 1e-10)
+
+    total = 0
+    for a, b in zip(fa, fb):
+        d = ((unit(torch.from_numpy(a)) - unit(torch.from_numpy(b))) ** 2).sum(1, keepdim=True)
+        total = total + torch.nn.functional.interpolate(d, size=size, mode="bilinear", align_corners=False)
+    return total[:, 0].numpy()
+
+
+def test_feature_map_matches_torch(rng):
+    fa = [rng.standard_normal((2, 8, 32, 32)).astype(np.float32), rng.standard_normal((2, 16, 8, 8)).astype(np.float32)]
+    fb = [f + 0.5 * rng.standard_normal(f.shape).astype(np.float32) for f in fa]
+    got = scoring.perceptual_map(fa, fb, kind="features", size=(128, 128))
+    ref = _torch_feature_map(fa, fb, (128, 128))
+    assert np.abs(got - ref).max() <= 1e-5 * ref.max()
+
+
+def reference_anomaly_map(x, x_ph, perceptual="structural", feats=None):
+    """DESIGN.md section 3 transcribed with skimage, scipy and torch, one image at a time."""
+    out = []
+    for i in range(x.shape[0]):
+        a, p = x[i], x_ph[i]
+        ca, cp_ = equalize_adapthist(a).astype(np.float32), equalize_adapthist(p).astype(np.float32)
+        if perceptual == "structural":
+            p1 = 1 - structural_similarity(p, a, data_range=1, full=True)[1]
+            p2 = 1 - structural_similarity(cp_, ca, data_range=1, full=True)[1]
+        else:
+            def fmap(u, v):
+                return _torch_feature_map(feats(u[None, None]), feats(v[None, None]), a.shape)[0]
+            p1, p2 = fmap(p, a), fmap(cp_, ca)
+        s = ndi.gaussian_filter(p1, 2.0, mode="reflect", truncate=4.0) * ndi.gaussian_filter(p2, 2.0, mode="reflect", truncate=4.0)
+        out.append(np.abs(cp_ - ca) * s)
+    return np.stack(out)
+
+
+def pseudo_healthy(rng, x):
+    y = x.copy()
+    y[:, 40:60, 50:75] = np.clip(y[:, 40:60, 50:75] + 0.3, 0, 1)  # a "lesion" the model removed
+    return np.clip(y + rng.normal(0, 0.01, y.shape), 0, 1).astype(np.float32)
+
+
+def test_anomaly_map_structural_matches_transcription(rng):
+    x = brain_like(rng, n=4)
+    x_ph = pseudo_healthy(rng, x)
+    got = scoring.anomaly_map(x, x_ph)
+    ref = reference_anomaly_map(x, x_ph)
+    assert np.abs(got - ref).max() <= TOL["map_rel"] * ref.max()
+    assert got[:, 40:60, 50:75].mean() > 5 * got.mean() / 2  # the map lights up where they differ
+
+
+def test_anomaly_map_features_matches_transcription(rng):
+    x = brain_like(rng, n=2, h=64, w=64)
+    x_ph = pseudo_healthy(rng, x)
+    proj = [rng.standard_normal((4, 1)).astype(np.float32), rng.standard_normal((6, 1)).astype(np.float32)]
+
+    def feats(img):  # a fixed toy "network": two scales of projected, pooled pixels
+        img = np.asarray(img, np.float32)
+        l1 = np.einsum("cd,bdhw->bchw", proj[0], img)
+        l2 = np.einsum("cd,bdhw->bchw", proj[1], img.reshape(img.shape[0], 1, 16, 4, 16, 4).mean((3, 5)))
+        return [np.tanh(l1), np.tanh(l2)]
+
+    got = scoring.anomaly_map(x, x_ph, feats, config=ScoreConfig(perceptual="features"))
+    ref = reference_anomaly_map(x, x_ph, "features", feats)
+    assert np.abs(got - ref).max() <= TOL["map_rel"] * ref.max()
+
+
+def test_score_options_and_aggregations(rng):
+    x = brain_like(rng, n=3)
+    x_ph = pseudo_healthy(rng, x)
+    plain = scoring.anomaly_map(x, x_ph, config=ScoreConfig(perceptual="none", use_clahe=False))
+    np.testing.assert_allclose(plain, np.abs(x_ph - x), atol=1e-7)
+    amap = scoring.anomaly_map(x, x_ph)
+    np.testing.assert_allclose(scoring.image_score(amap), amap.reshape(3, -1).mean(1), rtol=1e-6)
+    np.testing.assert_allclose(scoring.image_score(amap, aggregation="max"), amap.reshape(3, -1).max(1))
+    k = int(round(0.01 * 128 * 128))
+    top = np.sort(amap.reshape(3, -1), 1)[:, ::-1][:, :k].mean(1)
+    np.testing.assert_allclose(scoring.image_score(amap, aggregation="topk", topk=0.01), top, rtol=1e-6)
+    mask = np.zeros((128, 128), bool)
+    mask[30:90, 30:90] = True
+    np.testing.assert_allclose(scoring.image_score(amap, mask), amap[:, mask].astype(np.float64).mean(1), rtol=1e-9)
+    assert scoring.study_score([0.1, 0.5, 0.3]) == (0.5, 1)
+    assert scoring.study_score([0.1, 0.5, 0.3], how="topk", k=2) == (pytest.approx(0.4), 1)
+    with pytest.raises(ConfigError, match="valid: mean, topk, max"):
+        ScoreConfig(aggregation="median")
+    with pytest.raises(ValueError, match="at least one"):
+        scoring.study_score([])
+
+
+# ----------------------------------------------------------------------------- GPU path
+@pytest.fixture
+def cp():
+    return pytest.importorskip("cupy")
+
+
+@pytest.mark.needs_cuda
+def test_gpu_clahe_matches_skimage(rng, cp):
+    for name, x in clahe_cases(rng):
+        got = scoring.clahe(cp.asarray(x))
+        assert isinstance(got, cp.ndarray) and got.dtype == cp.float32, name
+        assert_clahe_close(cp.asnumpy(got), skimage_clahe(x))
+
+
+@pytest.mark.needs_cuda
+def test_gpu_clahe_large_and_many(rng, cp):
+    x = rng.random((3, 512, 512), dtype=np.float32)
+    assert_clahe_close(cp.asnumpy(scoring.clahe(cp.asarray(x))), skimage_clahe(x))
+    x = brain_like(rng, n=64)
+    np.testing.assert_array_equal(cp.asnumpy(scoring.clahe(cp.asarray(x))), scoring.clahe(x))
+
+
+@pytest.mark.needs_cuda
+def test_gpu_filters_and_maps_match_cpu(rng, cp):
+    for shape in [(4, 128, 128), (3, 127, 201), (2, 5, 7)]:
+        x = rng.random(shape, dtype=np.float32)
+        assert np.abs(cp.asnumpy(scoring.gaussian_blur(cp.asarray(x))) - scoring.gaussian_blur(x)).max() <= TOL["gauss"]
+    a = rng.random((3, 64, 80), dtype=np.float32)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+    for gw in (False, True):
+        g = cp.asnumpy(scoring.perceptual_map(cp.asarray(a), cp.asarray(b), gaussian_weights=gw))
+        assert np.abs(g - scoring.perceptual_map(a, b, gaussian_weights=gw)).max() <= TOL["ssim"]
+    fa = [rng.standard_normal((2, 8, 32, 32)).astype(np.float32), rng.standard_normal((2, 16, 8, 8)).astype(np.float32)]
+    fb = [f + 0.5 * rng.standard_normal(f.shape).astype(np.float32) for f in fa]
+    ref = scoring.perceptual_map(fa, fb, kind="features", size=(128, 128))
+    got = cp.asnumpy(scoring.perceptual_map([cp.asarray(f) for f in fa], [cp.asarray(f) for f in fb], kind="features", size=(128, 128)))
+    assert np.abs(got - ref).max() <= 1e-5 * ref.max()
+
+
+@pytest.mark.needs_cuda
+def test_gpu_fused_score_matches_cpu(rng, cp):
+    from ra_sdk import kernels
+
+    x = brain_like(rng, n=8)
+    x_ph = pseudo_healthy(rng, x)
+    mask = (rng.random((128, 128)) > 0.2).astype(np.float32)
+    for m in (None, mask):
+        ref = scoring.anomaly_map(x, x_ph, mask=m)
+        got, (sums, maxs) = kernels.fused_structural_map(cp.asarray(x), cp.asarray(x_ph), mask=None if m is None else cp.asarray(m), with_stats=True)
+        got = cp.asnumpy(got)
+        assert np.abs(got - ref).max() <= TOL["map_rel"] * ref.max()
+        np.testing.assert_allclose(cp.asnumpy(sums) / (128 * 128), ref.reshape(8, -1).mean(1), rtol=1e-5)
+        np.testing.assert_allclose(cp.asnumpy(maxs), ref.reshape(8, -1).max(1), rtol=1e-5)
+    s_gpu = cp.asnumpy(scoring.score_batch(cp.asarray(x), cp.asarray(x_ph))[1])
+    np.testing.assert_allclose(s_gpu, scoring.score_batch(x, x_ph)[1], rtol=1e-5)
