@@ -21,6 +21,8 @@ from .._optional import require
 
 HERE = Path(__file__).resolve().parent
 _THREADS = 256
+#: a NULL pointer kernel argument (an 8-byte zero)
+_NULL = np.uint64(0)
 _OPTIONS = ("--std=c++17", "--fmad=false", f"-I{HERE}")
 
 
@@ -167,7 +169,7 @@ def feature_distance(feats_a: Any, feats_b: Any, size: tuple[int, int], *, weigh
         fb = cp.ascontiguousarray(fb, dtype=cp.float32)
         _, c, h, w = (int(s) for s in fa.shape)
         d = cp.empty((n, h, w), cp.float32)
-        wt = None if weights is None else cp.ascontiguousarray(cp.asarray(weights[i]), dtype=cp.float32)
+        wt = _NULL if weights is None else cp.ascontiguousarray(cp.asarray(weights[i]), dtype=cp.float32)
         _kernel("score.cu", "feature_level_distance")(
             _grid(n * h * w), (_THREADS,), (fa, fb, wt, np.int32(n), np.int32(c), np.int64(h * w), np.float32(eps), d)
         )
@@ -207,7 +209,7 @@ def fused_structural_map(
         wt, r = cp.ones((1,), cp.float64), 0
     pv = cp.empty_like(p)
     _kernel("score.cu", "sep_filter_v")(_grid(p.size), (_THREADS,), (wt, p, np.int32(2 * b), np.int32(h), np.int32(w), np.int32(r), pv))
-    m = None if mask is None else cp.ascontiguousarray(cp.broadcast_to(mask, (b, h, w)), dtype=cp.float32)
+    m = _NULL if mask is None else cp.ascontiguousarray(cp.broadcast_to(mask, (b, h, w)), dtype=cp.float32)
     _kernel("score.cu", "score_combine_h")(
         _grid(b * h * w), (_THREADS,),
         (wt, pv, c[:b], c[b:], m, np.int32(b), np.int32(h), np.int32(w), np.int32(r), amap, sums, maxs),

@@ -10,7 +10,7 @@
 
 // Vertical pass of the five SSIM moments (a, b, a*a, b*b, a*b) of N image pairs.
 // grid: ceil(N*H*W / 256); mom: (5, N, H, W).
-__global__ void ssim_moments_v(const double* __restrict__ c_w, const float* __restrict__ a, const float* __restrict__ b, int N, int H, int W,
+extern "C" __global__ void ssim_moments_v(const double* __restrict__ c_w, const float* __restrict__ a, const float* __restrict__ b, int N, int H, int W,
                                int r, float* __restrict__ mom) {
   const long long hw = static_cast<long long>(H) * W, total = N * hw;
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -39,7 +39,7 @@ __global__ void ssim_moments_v(const double* __restrict__ c_w, const float* __re
 
 // Horizontal pass of the moments and the SSIM formula of skimage (float32, its order).
 // out = 1 - S when one_minus, else S. grid: ceil(N*H*W / 256).
-__global__ void ssim_map_h(const double* __restrict__ c_w, const float* __restrict__ mom, int N, int H, int W, int r, float cov_norm, float c1,
+extern "C" __global__ void ssim_map_h(const double* __restrict__ c_w, const float* __restrict__ mom, int N, int H, int W, int r, float cov_norm, float c1,
                            float c2, int one_minus, float* __restrict__ out) {
   const long long hw = static_cast<long long>(H) * W, total = N * hw;
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -67,7 +67,7 @@ __global__ void ssim_map_h(const double* __restrict__ c_w, const float* __restri
 }
 
 // Vertical pass of a separable filter over N images (weights in c_w, radius r).
-__global__ void sep_filter_v(const double* __restrict__ c_w, const float* __restrict__ in, int N, int H, int W, int r, float* __restrict__ out) {
+extern "C" __global__ void sep_filter_v(const double* __restrict__ c_w, const float* __restrict__ in, int N, int H, int W, int r, float* __restrict__ out) {
   const long long hw = static_cast<long long>(H) * W;
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= N * hw) return;
@@ -79,7 +79,7 @@ __global__ void sep_filter_v(const double* __restrict__ c_w, const float* __rest
 }
 
 // Horizontal pass of a separable filter over N images.
-__global__ void sep_filter_h(const double* __restrict__ c_w, const float* __restrict__ in, int N, int H, int W, int r, float* __restrict__ out) {
+extern "C" __global__ void sep_filter_h(const double* __restrict__ c_w, const float* __restrict__ in, int N, int H, int W, int r, float* __restrict__ out) {
   const long long hw = static_cast<long long>(H) * W;
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= N * hw) return;
@@ -94,7 +94,7 @@ __global__ void sep_filter_h(const double* __restrict__ c_w, const float* __rest
 // Gaussian pass; this pass blurs them horizontally, multiplies them, and multiplies by the
 // residual |cp - cx| and the optional mask: A = |cp - cx| * (G1 * G2) [* mask].
 // Per image: sum (float64) and max of A. grid: ceil(B*H*W / 256).
-__global__ void score_combine_h(const double* __restrict__ c_w, const float* __restrict__ pv, const float* __restrict__ cp,
+extern "C" __global__ void score_combine_h(const double* __restrict__ c_w, const float* __restrict__ pv, const float* __restrict__ cp,
                                 const float* __restrict__ cx, const float* __restrict__ mask, int B, int H,
                                 int W, int r, float* __restrict__ amap, double* __restrict__ sums,
                                 unsigned int* __restrict__ maxs) {
@@ -140,7 +140,7 @@ __global__ void score_combine_h(const double* __restrict__ c_w, const float* __r
 
 // Feature distance at one level: per pixel, unit-normalise over channels (eps), squared
 // difference, channel weights (nullptr = ones), channel sum. f*: (N, C, h*w); d: (N, h*w).
-__global__ void feature_level_distance(const float* __restrict__ fa, const float* __restrict__ fb,
+extern "C" __global__ void feature_level_distance(const float* __restrict__ fa, const float* __restrict__ fb,
                                        const float* __restrict__ w, int N, int C, long long hw, float eps,
                                        float* __restrict__ d) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -163,7 +163,7 @@ __global__ void feature_level_distance(const float* __restrict__ fa, const float
 }
 
 // Bilinear upsample (torch, align_corners=False) of d (N, h, w) to (N, H, W), added to out.
-__global__ void upsample_bilinear_add(const float* __restrict__ d, int N, int h, int w, int H, int W,
+extern "C" __global__ void upsample_bilinear_add(const float* __restrict__ d, int N, int h, int w, int H, int W,
                                       float* __restrict__ out) {
   const long long HW = static_cast<long long>(H) * W;
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;

@@ -182,7 +182,7 @@ def test_score_options_and_aggregations(rng):
     amap = scoring.anomaly_map(x, x_ph)
     np.testing.assert_allclose(scoring.image_score(amap), amap.reshape(3, -1).mean(1), rtol=1e-6)
     np.testing.assert_allclose(scoring.image_score(amap, aggregation="max"), amap.reshape(3, -1).max(1))
-    k = int(round(0.01 * 128 * 128))
+    k = round(0.01 * 128 * 128)
     top = np.sort(amap.reshape(3, -1), 1)[:, ::-1][:, :k].mean(1)
     np.testing.assert_allclose(scoring.image_score(amap, aggregation="topk", topk=0.01), top, rtol=1e-6)
     mask = np.zeros((128, 128), bool)
