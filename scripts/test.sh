@@ -11,6 +11,6 @@ python -m pip install -q torch==2.13.0            # the CPU build; a bare 'torch
 python -m pip install -q -e '.[dev,train]'
 python -m pip install -q --no-deps tensorrt-stubs  # stubs only: tensorrt itself needs a GPU machine
 ruff check .
-mypy ra_sdk export train kernels
+bash scripts/mypy.sh
 bash scripts/compile_kernels.sh
 python -m pytest -q "$@"

@@ -179,7 +179,7 @@ def _to_slices(path: Path, arr: np.ndarray, ds: Any, frames: int, apply_voi: boo
         notes.append(f"multi-frame: {frames} frames")
     if not np.isfinite(out).all():
         raise CorruptFileError(path, "pixel data holds non-finite values")
-    meta = {k: str(ds.get(k)) for k in ID_KEYWORDS if k in ds}
+    meta: dict[str, Any] = {k: str(ds.get(k)) for k in ID_KEYWORDS if k in ds}
     meta["TransferSyntaxUID"] = tsuid
     pos = ds.get("ImagePositionPatient")
     if pos is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def read_nifti(path: Path) -> Slices:
     try:
         if path.stat().st_size == 0:
             raise CorruptFileError(path, "empty file")
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
         shape = tuple(int(s) for s in img.shape)
     except ReadError:
         raise
