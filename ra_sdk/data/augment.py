@@ -79,15 +79,31 @@ def usable_slices(min_brain_fraction: float = 0.15) -> np.ndarray:
     return np.nonzero(frac >= min_brain_fraction)[0]
 
 
-def sample(split: str, index: int, *, seed: int = 0, size: int = 128, config: AugmentConfig | None = None) -> BrainSample:
-    """The ``index``-th normal sample of ``split`` (deterministic)."""
+def sample(
+    split: str,
+    index: int,
+    *,
+    seed: int = 0,
+    size: int = 128,
+    config: AugmentConfig | None = None,
+    slice_index: int | None = None,
+    slices: np.ndarray | None = None,
+) -> BrainSample:
+    """The ``index``-th normal sample of ``split`` (deterministic).
+
+    ``slice_index`` pins the template slice (the augmentation stays that of the index, so
+    neighbouring slices with one index form a consistent volume); ``slices`` restricts
+    the random choice to those template slices.
+    """
     import cv2
 
     cfg = config or AugmentConfig()
     rng = _rng(split, index, seed)
     tpl = load_template()
-    slices = usable_slices()
-    z = int(slices[rng.integers(len(slices))])
+    pool = usable_slices() if slices is None else np.asarray(slices)
+    z = int(pool[rng.integers(len(pool))])
+    if slice_index is not None:
+        z = int(slice_index)
     t1, gm, wm = (_pad_square(tpl[k][z].astype(np.float32) / 255.0) for k in ("t1", "gm", "wm"))
     n = t1.shape[0]
 

@@ -14,6 +14,7 @@ find it): local contrasts of 0.2-0.45 against grey/white matter of about 0.6-0.9
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -227,6 +228,7 @@ GENERATORS: dict[str, Callable[[BrainSample, np.random.Generator, PathologyConfi
 }
 
 
+@functools.lru_cache(maxsize=8)
 def preferred_slices(kind: str) -> np.ndarray | None:
     """Template slices on which ``kind`` makes sense (None: any): ventricle enlargement
     needs slices that show the lateral ventricles."""

@@ -93,7 +93,6 @@ def write_dicom(
     for k, v in (extra or {}).items():
         setattr(ds, k, v)
     ds.PixelData = np.ascontiguousarray(arr).tobytes()
-    ds.is_little_endian, ds.is_implicit_VR = True, False
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
