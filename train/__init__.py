@@ -1,4 +1,11 @@
 """ra_sdk.train: the RA network, its baselines and the trainer (needs the ``train`` extra).
 
-Installed as ``ra_sdk.train`` (the repository folder is ``train/``).
+Installed as ``ra_sdk.train`` (the repository folder is ``train/``). Importing it
+imports torch; ``import ra_sdk`` never does.
 """
+
+from .checkpoint import CheckpointError, load_model
+from .model import RANet, ReconNet, build
+from .trainer import OBJECTIVES, Callback, CSVLogger, TrainConfig, Trainer, make_pool
+
+__all__ = ["OBJECTIVES", "CSVLogger", "Callback", "CheckpointError", "RANet", "ReconNet", "TrainConfig", "Trainer", "build", "load_model", "make_pool"]
