@@ -7,6 +7,8 @@ Shapes for ``ra-base`` at 128x128: embeddings (B, 64, 64, 64), (B, 128, 32, 32),
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -41,7 +43,7 @@ class Encoder(nn.Module):
             nn.BatchNorm2d(ch[0]),
             nn.LeakyReLU(0.2, inplace=True),
         )
-        self.stages = nn.ModuleList(ResBlock(a, b) for a, b in zip(ch[:-1], ch[1:]))
+        self.stages = nn.ModuleList(ResBlock(a, b) for a, b in itertools.pairwise(ch))
         self.pool = nn.AvgPool2d(2)
         self.last = ResBlock(ch[-1], ch[-1])
         self.side = cfg.image_size // 2 ** len(ch)
