@@ -1,0 +1,112 @@
+"""Evaluation on the synthetic pathology suite, following the paper's protocol.
+
+The reconstruction comes in as a function, so the same code judges a torch checkpoint,
+an ONNX bundle or a TensorRT engine:
+
+    recon(images (B, 1, H, W) float32) -> x_ph (B, 1, H, W) float32
+    feats(images (B, 1, H, W) float32) -> list of (B, C, h, w) arrays (for ``features``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import metrics
+from .scoring import ScoreConfig, anomaly_map, image_score
+
+Recon = Callable[[np.ndarray], np.ndarray]
+Feats = Callable[[np.ndarray], Sequence[np.ndarray]]
+
+
+@dataclass
+class Suite:
+    """normals: (N, H, W); sets[type] = (images (M, H, W), masks (M, H, W) bool)."""
+
+    normals: np.ndarray
+    sets: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def synthetic_suite(n_normal: int = 200, n_per_type: int = 40, *, seed: int = 0, size: int = 128, types: Sequence[str] | None = None) -> Suite:
+    """The test split: normals and each pathology type (never seen in training)."""
+    from .data.augment import sample
+    from .data.pathology import TYPES, make, preferred_slices
+
+    normals = np.stack([sample("test", i, seed=seed, size=size).image for i in range(n_normal)])
+    sets = {}
+    for t in types or TYPES:
+        pool = preferred_slices(t)
+        imgs, masks = [], []
+        for i in range(n_per_type):
+            s = sample("test", 50_000 + 1_000 * TYPES.index(t) + i, seed=seed, size=size, slices=pool)
+            img, m = make(t, s, seed=seed)
+            imgs.append(img)
+            masks.append(m)
+        sets[t] = (np.stack(imgs), np.stack(masks))
+    return Suite(normals, sets)
+
+
+def _batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int) -> np.ndarray:
+    return np.concatenate([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def reconstruct_suite(recon: Recon, suite: Suite, batch: int = 64) -> dict[str, np.ndarray]:
+    """Pseudo-healthy reconstructions of every image of the suite (key "normal" and types)."""
+    out = {"normal": _batched(lambda a: recon(a[:, None])[:, 0], suite.normals, batch)}
+    for t, (imgs, _) in suite.sets.items():
+        out[t] = _batched(lambda a: recon(a[:, None])[:, 0], imgs, batch)
+    return out
+
+
+def evaluate(
+    suite: Suite,
+    recons: dict[str, np.ndarray],
+    config: ScoreConfig,
+    *,
+    feats: Feats | None = None,
+    local_types: Sequence[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics per pathology type for one score configuration (see ra_sdk.metrics.evaluate)."""
+    from .data.pathology import LOCAL
+
+    local = set(LOCAL if local_types is None else local_types)
+
+    def maps(x: np.ndarray, x_ph: np.ndarray) -> np.ndarray:
+        return np.concatenate([anomaly_map(x[i : i + 64], x_ph[i : i + 64], feats, config=config) for i in range(0, len(x), 64)])
+
+    normal_maps = maps(suite.normals, recons["normal"])
+    normal_scores = image_score(normal_maps, aggregation=config.aggregation, topk=config.topk)
+    threshold = metrics.pixel_threshold(normal_maps)
+    sets = {}
+    for t, (imgs, masks) in suite.sets.items():
+        m = maps(imgs, recons[t])
+        s = image_score(m, aggregation=config.aggregation, topk=config.topk)
+        sets[t] = (s, list(m) if t in local else None, list(masks) if t in local else None)
+    res = metrics.evaluate(normal_scores, sets, threshold=threshold)
+    return res
+
+
+def summarise(res: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Means over local types (detection rate, Dice, AUROC) and global types (AUROC)."""
+    from .data.pathology import GLOBAL, LOCAL
+
+    loc = [res[t] for t in LOCAL if t in res]
+    glo = [res[t] for t in GLOBAL if t in res]
+    return {
+        "local_detection_rate": float(np.mean([r["detection_rate"] for r in loc if "detection_rate" in r])) if loc else float("nan"),
+        "local_dice": float(np.mean([r["dice"] for r in loc if "dice" in r])) if loc else float("nan"),
+        "local_auroc": float(np.mean([r["auroc"] for r in loc])) if loc else float("nan"),
+        "global_auroc": float(np.mean([r["auroc"] for r in glo])) if glo else float("nan"),
+        "mean_auroc": float(np.mean([r["auroc"] for r in res.values()])),
+    }
+
+
+def format_table(res: dict[str, dict[str, float]]) -> str:
+    lines = [f"{'type':<22}{'AUROC':>7}{'AUPRC':>7}{'FPR95':>7}{'det':>7}{'Dice':>7}"]
+    for t, r in res.items():
+        det = f"{r['detection_rate']:.3f}" if "detection_rate" in r else "-"
+        dc = f"{r['dice']:.3f}" if "dice" in r else "-"
+        lines.append(f"{t:<22}{r['auroc']:>7.3f}{r['auprc']:>7.3f}{r['fpr95']:>7.3f}{det:>7}{dc:>7}")
+    return "\n".join(lines)
