@@ -30,10 +30,10 @@ ABLATIONS = {
 
 def main() -> None:
     import torch
+    from ra_sdk.train import load_model
 
     from ra_sdk.evaluation import evaluate, reconstruct_suite, summarise, synthetic_suite
     from ra_sdk.scoring import ScoreConfig
-    from ra_sdk.train import load_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", action="append", required=True, help="name=checkpoint folder")

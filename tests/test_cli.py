@@ -24,3 +24,22 @@ def test_info_explains_missing_backends():
             assert "pip install" in b["why"] or "GPU" in b["why"] or "driver" in b["why"]
     if not info["gpu"]["usable"]:
         assert "GPU" in info["gpu"]["why"] or "driver" in info["gpu"]["why"]
+
+
+def test_data_commands_and_read(tmp_path):
+    r = CliRunner().invoke(main, ["data", "demo-studies", "--out", str(tmp_path / "d"), "--n-normal", "3", "--n-per-type", "1", "--n-volumes", "1"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "d" / "labels.csv").exists()
+    r = CliRunner().invoke(main, ["read", str(tmp_path / "d" / "studies")])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("ok ") == 3 + 7
+    (tmp_path / "d" / "studies" / "broken.dcm").write_bytes(b"DICM" * 3)
+    r = CliRunner().invoke(main, ["read", str(tmp_path / "d" / "studies")])
+    assert r.exit_code == 3 and "broken.dcm" in r.output
+    r = CliRunner().invoke(main, ["data", "preview", "--out", str(tmp_path / "p.png"), "--rows", "1"])
+    assert r.exit_code == 0 and (tmp_path / "p.png").exists()
+
+
+def test_fatal_error_is_one_line(tmp_path):
+    r = CliRunner().invoke(main, ["read", str(tmp_path)])
+    assert r.exit_code == 0  # an empty folder is not an error

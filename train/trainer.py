@@ -189,7 +189,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.net: RANet = build(self.model_cfg).to(self.device)
         if self.cuda and cfg.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # runtime API, not in the stubs
         self.opt_e = torch.optim.Adam(self.net.encoder.parameters(), lr=cfg.lr)
         self.opt_d = torch.optim.Adam(self.net.decoder.parameters(), lr=cfg.lr)
         self.gen = torch.Generator(device=self.device)

@@ -1,0 +1,122 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+import ra_sdk
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+from ra_sdk.train import CheckpointError, TrainConfig, Trainer, build, load_model  # noqa: E402
+from ra_sdk.train.trainer import augment_batch  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ra_sdk.list_models())
+def test_shapes_at_every_scale(name):
+    cfg = ra_sdk.get_model_config(name)
+    net = build(cfg).eval()
+    x = torch.rand(2, 1, cfg.image_size, cfg.image_size)
+    mu, logvar, emb = net.encoder(x)
+    assert mu.shape == logvar.shape == (2, cfg.zdim)
+    assert len(emb) == len(cfg.channels)
+    for i, (e, c) in enumerate(zip(emb, cfg.channels)):
+        assert e.shape == (2, c, cfg.image_size // 2 ** (i + 1), cfg.image_size // 2 ** (i + 1))
+    x_ph, emb2 = net.reconstruct(x)
+    assert len(emb2) == len(emb)
+    assert x_ph.shape == x.shape and 0 <= float(x_ph.min()) and float(x_ph.max()) <= 1
+    torch.testing.assert_close(net.reconstruct(x)[0], x_ph)  # deterministic: z = mu
+
+
+@pytest.fixture(scope="module")
+def batch():
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    base = ((yy - 16) ** 2 + (xx - 16) ** 2 < 150).float() * 0.7
+    return (base + 0.05 * torch.rand(8, 1, 32, 32, generator=g)).clamp(0, 1)
+
+
+def _small_trainer(tmp_path, objective, **kw):
+    from ra_sdk.configs import _MODELS, ModelConfig
+
+    if "test-32" not in _MODELS:
+        ra_sdk.configs.register_model(ModelConfig("test-32", channels=(8, 16, 16), zdim=16, image_size=32))
+    return Trainer(TrainConfig(objective=objective, model="test-32", batch_size=8, lr=1e-3, augment=False, **kw), tmp_path / objective, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("objective", ["ra", "ae", "vae"])
+def test_steps_are_finite_and_learn_the_batch(tmp_path, batch, objective):
+    tr = _small_trainer(tmp_path, objective)
+    terms = [tr.train_step(batch) for _ in range(15)]
+    assert all(math.isfinite(v) for t in terms for v in t.values())
+    # The reconstruction term (training mode) falls on a fixed batch.
+    assert np.mean([t["rec_mse"] for t in terms[-3:]]) < 0.8 * np.mean([t["rec_mse"] for t in terms[:3]])
+    if objective == "ra":
+        assert {"loss_e", "loss_d", "rec_mse", "kl", "expelbo_rec", "expelbo_fake", "emb"} <= set(terms[0])
+        assert terms[-1]["emb"] < terms[0]["emb"]
+
+
+def test_training_is_reproducible_on_cpu(tmp_path, batch):
+    a = _small_trainer(tmp_path / "a", "ra")
+    b = _small_trainer(tmp_path / "b", "ra")
+    for _ in range(3):
+        ta, tb = a.train_step(batch), b.train_step(batch)
+    assert ta == tb
+
+
+def test_fit_resume_and_checkpoint_round_trip(tmp_path, batch):
+    pool = batch.repeat(2, 1, 1, 1).numpy()
+    tr = _small_trainer(tmp_path, "ra", epochs=2, checkpoint_every=1)
+    summary = tr.fit(pool, pool[:4], resume=False)
+    assert summary["steps"] == 4 and (tmp_path / "ra" / "best" / "model.safetensors").exists()
+    lines = (tmp_path / "ra" / "epochs.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and "val_mse" in json.loads(lines[-1])
+    net, cfg = load_model(tmp_path / "ra" / "last")
+    for k, v in tr.net.state_dict().items():
+        assert torch.equal(net.state_dict()[k], v.cpu()), k  # bit-exact
+    assert cfg["train"]["objective"] == "ra" and cfg["preset"]["name"] == "brain-mri-t1"
+    # Resume continues from the last step.
+    tr2 = _small_trainer(tmp_path, "ra", epochs=3, checkpoint_every=1)
+    assert tr2.resume() and tr2.step == 4
+    assert tr2.fit(pool, pool[:4])["steps"] == 6
+
+
+def test_tampered_and_pickled_checkpoints_fail_safely(tmp_path, batch):
+    tr = _small_trainer(tmp_path, "ae", epochs=1)
+    tr.fit(batch.numpy(), batch[:2].numpy(), resume=False)
+    good = tmp_path / "ae" / "best"
+    w = good / "model.safetensors"
+    data = w.read_bytes()
+    w.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CheckpointError, match="cannot load weights safely"):
+        load_model(good)
+    # A pickle (torch.save) dressed as safetensors is refused, never unpickled.
+    marker = tmp_path / "pwned"
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    import pickle
+
+    w.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(CheckpointError):
+        load_model(good)
+    assert not marker.exists()
+    (good / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_model(good)
+
+
+def test_augment_batch_keeps_shape_and_range(batch):
+    g = torch.Generator().manual_seed(1)
+    y = augment_batch(batch, g)
+    assert y.shape == batch.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    assert not torch.equal(y, batch)
+
+
+def test_unknown_objective_is_refused():
+    with pytest.raises(ra_sdk.ConfigError, match="valid: ra, ae, vae"):
+        TrainConfig(objective="gan")
