@@ -15,6 +15,11 @@ def test_perfect_random_inverted_and_ties(rng):
     assert metrics.fpr_at_tpr(perfect, y) == 0.0
     assert metrics.auroc(-perfect, y) == 0.0
     assert metrics.fpr_at_tpr(-perfect, y) == 1.0
+    rand = np.random.default_rng(7).random(20_000)
+    yr = np.random.default_rng(8).random(20_000) < 0.5
+    assert metrics.auroc(rand, yr) == pytest.approx(0.5, abs=0.02)
+    assert metrics.auprc(rand, yr) == pytest.approx(yr.mean(), abs=0.02)
+    assert metrics.fpr_at_tpr(rand, yr) == pytest.approx(0.95, abs=0.02)
     ties = np.ones(100)
     assert metrics.auroc(ties, y) == 0.5
     assert metrics.auprc(ties, y) == 0.5
