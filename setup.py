@@ -70,7 +70,7 @@ setup(
     },
     package_data={
         "ra_sdk.kernels": ["*.cu", "*.cuh"],
-        "ra_sdk.data": ["*.npz", "*.txt", "*.json"],
+        "ra_sdk.data": ["*.npz", "*.txt", "*.json", "*.onnx-bundle"],
         "ra_sdk": ["py.typed"],
     },
     install_requires=CORE,

@@ -67,6 +67,72 @@ def read_cmd(path: Path) -> None:
     sys.exit(EXIT_PARTIAL if failed else EXIT_OK)
 
 
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle to write (e.g. model.onnx-bundle).")
+@click.option("--perceptual", type=click.Choice(["structural", "features", "none"]), default="structural", show_default=True)
+@click.option("--aggregation", type=click.Choice(["mean", "topk", "max"]), default="mean", show_default=True)
+@click.option("--topk", default=0.01, show_default=True, help="Fraction of pixels for --aggregation topk.")
+@click.option("--fp16", is_flag=True, help="Also store FP16 networks (float32 I/O).")
+@click.option("--include-weights", is_flag=True, help="Also store the PyTorch weights (for the torch backend).")
+def export_cmd(checkpoint: Path, out: Path, perceptual: str, aggregation: str, topk: float, fp16: bool, include_weights: bool) -> None:
+    """Export a checkpoint to a portable ONNX bundle (parity-checked against PyTorch)."""
+    from .export.onnx_export import export_checkpoint
+    from .scoring import ScoreConfig
+
+    path = export_checkpoint(checkpoint, out, score=ScoreConfig(perceptual=perceptual, aggregation=aggregation, topk=topk), fp16=fp16, include_weights=include_weights)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); calibrate it with: ra-sdk calibrate {path}")
+
+
+@main.command("build")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="TensorRT engine file to write (.plan).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--min-batch", default=1, show_default=True)
+@click.option("--opt-batch", default=16, show_default=True)
+@click.option("--max-batch", default=64, show_default=True)
+@click.option("--timing-cache", type=click.Path(path_type=Path), default=None, help="Read and update this timing cache.")
+@click.option("--opt-level", default=3, show_default=True, help="TensorRT builder optimisation level (0-5).")
+@click.option("--version-compatible", is_flag=True, help="Build a version-compatible plan.")
+def build_cmd(bundle: Path, out: Path, precision: str, min_batch: int, opt_batch: int, max_batch: int, timing_cache: Path | None, opt_level: int, version_compatible: bool) -> None:
+    """Build a TensorRT engine file for this GPU from an ONNX bundle."""
+    from ._optional import require
+
+    require("tensorrt", "ra-sdk build")
+    from .export.tensorrt import build_engine_file
+
+    path = build_engine_file(bundle, out, precision=precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                             timing_cache=timing_cache, optimization_level=opt_level, version_compatible=version_compatible)
+    click.echo(f"wrote {path}")
+
+
+@main.command("calibrate")
+@click.argument("engine", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--normals", default="embedded", show_default=True, help="Folder of normal studies, or 'embedded'.")
+@click.option("-n", "n", default=256, show_default=True, help="Images to use with --normals embedded.")
+@click.option("--percentile", default=95.0, show_default=True, help="Flag scores above this percentile of normals.")
+@click.option("--backend", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def calibrate_cmd(engine: Path, normals: str, n: int, percentile: float, backend: str, device: str) -> None:
+    """Score held-out normals and store the operating point and quantiles in ENGINE."""
+    from .calibration import calibrate
+    from .engine import describe, format_description
+
+    eng = calibrate(engine, normals, n=n, percentile=percentile, backend=backend, device=device)
+    click.echo(format_description(describe(eng)))
+
+
+@main.command("inspect")
+@click.argument("engine", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def inspect_cmd(engine: Path, as_json: bool) -> None:
+    """Print an engine file's model, preset, scoring, calibration and versions."""
+    from .engine import describe, format_description, read_engine
+
+    d = describe(read_engine(engine))
+    click.echo(json.dumps(d, indent=2) if as_json else format_description(d))
+
+
 @main.group()
 def data() -> None:
     """Embedded demo data: demo studies and a preview of the synthetic pathologies."""

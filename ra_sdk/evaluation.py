@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from . import metrics
+from .presets import Preset
 from .scoring import ScoreConfig, anomaly_map, image_score
 
 Recon = Callable[[np.ndarray], np.ndarray]
@@ -110,3 +112,29 @@ def format_table(res: dict[str, dict[str, float]]) -> str:
         dc = f"{r['dice']:.3f}" if "dice" in r else "-"
         lines.append(f"{t:<22}{r['auroc']:>7.3f}{r['auprc']:>7.3f}{r['fpr95']:>7.3f}{det:>7}{dc:>7}")
     return "\n".join(lines)
+
+
+def load_labelled_studies(root: str | Path, preset: Preset) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+    """The demo-studies folder as model input: (images (N, S, S), study index of each image,
+    label rows in study order). ``root`` holds studies/ and labels.csv."""
+
+    from .data.demo import read_labels
+    from .io import discover, read_study
+    from .presets import prepare_stack
+
+    root = Path(root)
+    rows = read_labels(root / "labels.csv")
+    by_id = {s.id: s for s in discover(root / "studies")}
+    imgs, owner = [], []
+    for i, row in enumerate(rows):
+        stack, _ = prepare_stack(read_study(by_id[row["study"]], apply_voi=preset.apply_voi).pixels, preset)
+        imgs.append(stack)
+        owner += [i] * len(stack)
+    return np.concatenate(imgs), np.asarray(owner), rows
+
+
+def study_scores(image_scores: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """Max over each study's slice scores."""
+    out = np.full(n, -np.inf)
+    np.maximum.at(out, owner, image_scores)
+    return out

@@ -33,3 +33,7 @@ def load_normal_slices(size: int = 128, preset: str = "brain-mri-t1") -> np.ndar
     p = get_preset(preset).replace(size=size)
     t1 = load_template()["t1"]
     return np.stack([to_model_input(s, p) for s in t1])
+
+
+#: the bundled, calibrated demo engine (portable ONNX bundle; scripts/make_demo_engine.sh)
+DEMO_ENGINE = HERE / "ra_brain_demo.onnx-bundle"

@@ -1,0 +1,178 @@
+"""Checkpoint -> ONNX networks -> portable bundle, as small composable steps.
+
+    net, cfg = load_checkpoint(ckpt)             # torch module + its config
+    recon = to_onnx(net, "recon")                # bytes; x -> x_ph, emb0..embN
+    check_parity(net, "recon", recon)            # ONNX Runtime vs PyTorch, max abs <= 1e-4
+    recon16 = to_fp16(recon)                     # FP16 graph, float32 I/O (TensorRT 11 style)
+    write_bundle(out, cfg, {"recon": recon, ...})
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ra_sdk import __version__
+from ra_sdk.configs import ModelConfig
+from ra_sdk.engine import EngineMeta, Network, sha256, write_engine
+from ra_sdk.errors import RaSdkError
+from ra_sdk.presets import Preset
+from ra_sdk.scoring import ScoreConfig
+
+log = logging.getLogger(__name__)
+OPSET = 17
+
+
+class ExportError(RaSdkError):
+    """Export failed or the exported graph does not match PyTorch."""
+
+
+def output_names(network: str, n_scales: int) -> list[str]:
+    embs = [f"emb{i}" for i in range(n_scales)]
+    return ["x_ph", *embs] if network == "recon" else embs
+
+
+def _module(net: Any, network: str) -> Any:
+    import torch
+    from ra_sdk.train.model import ReconNet
+
+    if network == "recon":
+        return ReconNet(net).eval()
+
+    class Features(torch.nn.Module):
+        def __init__(self, n: Any):
+            super().__init__()
+            self.net = n
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return tuple(self.net.encoder(x)[2])
+
+    return Features(net).eval()
+
+
+def to_onnx(net: Any, network: str = "recon", *, opset: int = OPSET, metadata: dict[str, str] | None = None) -> bytes:
+    """Export ``recon`` (x -> x_ph, embeddings) or ``features`` (x -> embeddings) to ONNX
+    with a dynamic batch axis, named inputs/outputs and metadata props."""
+    import onnx
+    import torch
+
+    if opset < 17:
+        raise ExportError(f"opset {opset} is too old; ra-sdk exports opset >= 17")
+    cfg: ModelConfig = net.cfg
+    module = _module(net.cpu().eval(), network)
+    names = output_names(network, len(cfg.channels))
+    x = torch.rand(2, cfg.in_channels, cfg.image_size, cfg.image_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{network}.onnx"
+        torch.onnx.export(
+            module, (x,), str(path), input_names=["x"], output_names=names, opset_version=opset,
+            dynamic_axes={"x": {0: "batch"}, **{n: {0: "batch"} for n in names}}, dynamo=False,
+        )
+        model = onnx.load(str(path))
+    for k, v in {"ra_sdk.version": __version__, "ra_sdk.network": network, "ra_sdk.model": json.dumps(cfg.to_dict()), **(metadata or {})}.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = k, v
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def check_parity(net: Any, network: str, onnx_bytes: bytes, images: np.ndarray | None = None, *, atol: float = 1e-4) -> dict[str, float]:
+    """Max abs difference of every output, ONNX Runtime (CPU) vs PyTorch; raises above atol."""
+    import onnxruntime as ort
+    import torch
+
+    cfg: ModelConfig = net.cfg
+    if images is None:
+        rng = np.random.default_rng(0)
+        images = rng.random((4, cfg.in_channels, cfg.image_size, cfg.image_size), dtype=np.float32)
+    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": images})
+    with torch.no_grad():
+        ref = _module(net.cpu().eval(), network)(torch.from_numpy(images))
+    diffs = {n: float(np.abs(g - r.numpy()).max()) for n, g, r in zip(output_names(network, len(cfg.channels)), got, ref)}
+    worst = max(diffs, key=lambda k: diffs[k])
+    if diffs[worst] > atol:
+        raise ExportError(f"ONNX {network} output {worst} differs from PyTorch by {diffs[worst]:.3g} > {atol}")
+    return diffs
+
+
+def to_fp16(onnx_bytes: bytes) -> bytes:
+    """FP16 weights and arithmetic with float32 inputs and outputs (how TensorRT 11, which
+    is strongly typed only, takes FP16)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load_from_string(onnx_bytes), keep_io_types=True)
+    return model.SerializeToString()
+
+
+def _versions() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    out: dict[str, Any] = {"ra_sdk": __version__, "opset": OPSET}
+    for d in ("torch", "onnx", "onnxruntime"):
+        try:
+            out[d] = md.version(d)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    score: ScoreConfig | None = None,
+    fp16: bool = False,
+    include_weights: bool = False,
+    parity_images: np.ndarray | None = None,
+) -> Path:
+    """The whole chain: checkpoint folder -> checked ONNX networks -> ``out`` bundle.
+
+    The ``features`` network is added when the score config uses it. Calibration is added
+    later by :func:`ra_sdk.calibration.calibrate` (never baked into the graph).
+    """
+    from ra_sdk.train.checkpoint import load_model
+
+    checkpoint = Path(checkpoint)
+    net, config = load_model(checkpoint)
+    cfg = ModelConfig.from_dict(config["model"])
+    score = score or ScoreConfig()
+    networks = ["recon"] + (["features"] if score.perceptual == "features" else [])
+    members: dict[str, bytes] = {}
+    nets: dict[str, Network] = {}
+    parity: dict[str, Any] = {}
+    shape = [-1, cfg.in_channels, cfg.image_size, cfg.image_size]
+    for name in networks:
+        blob = to_onnx(net, name)
+        parity[name] = check_parity(net, name, blob, parity_images)
+        members[f"{name}.onnx"] = blob
+        nets[name] = Network(f"{name}.onnx", {"x": shape}, output_names(name, len(cfg.channels)), "fp32")
+        if fp16:
+            members[f"{name}_fp16.onnx"] = to_fp16(blob)
+            nets[f"{name}_fp16"] = Network(f"{name}_fp16.onnx", {"x": shape}, output_names(name, len(cfg.channels)), "fp16")
+    weights = (checkpoint / "model.safetensors").read_bytes()
+    if include_weights:
+        members["model.safetensors"] = weights
+    meta = EngineMeta(
+        kind="onnx",
+        model=cfg,
+        preset=Preset.from_dict(config["preset"]),
+        score=score,
+        networks=nets,
+        versions=_versions(),
+        source={
+            "checkpoint": checkpoint.name,
+            "checkpoint_sha256": sha256(weights),
+            "objective": config.get("train", {}).get("objective"),
+            "progress": config.get("progress", {}),
+            "parity_max_abs": parity,
+        },
+    )
+    log.info("export parity (max abs, ONNX Runtime vs PyTorch): %s", parity)
+    return write_engine(out, meta, members)

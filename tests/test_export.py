@@ -1,0 +1,178 @@
+"""Export, engine files, calibration and runners (ONNX Runtime and torch on CPU; TensorRT where present)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ra_sdk.cli import main
+from ra_sdk.data import DEMO_ENGINE
+from ra_sdk.engine import EngineError, read_engine, write_engine
+from ra_sdk.pipeline import Scorer
+from ra_sdk.scoring import ScoreConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CKPT = ROOT / "models" / "ra-tiny-brain-v0"
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    from ra_sdk.export.onnx_export import export_checkpoint
+
+    from ra_sdk.calibration import calibrate
+
+    out = tmp_path_factory.mktemp("bundle") / "m.onnx-bundle"
+    export_checkpoint(CKPT, out, score=ScoreConfig(perceptual="features", aggregation="topk"), fp16=True, include_weights=True)
+    calibrate(out, "embedded", n=64, backend="onnxruntime", device="cpu")
+    return out
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    from ra_sdk.evaluation import synthetic_suite
+
+    s = synthetic_suite(24, 3)
+    return np.concatenate([s.normals, *[imgs for imgs, _ in s.sets.values()]])
+
+
+def test_onnx_matches_pytorch_per_output(bundle):
+    import onnxruntime as ort
+    from ra_sdk.train import load_model
+    from ra_sdk.train.model import ReconNet
+
+    eng = read_engine(bundle)
+    net, _ = load_model(CKPT)
+    x = np.random.default_rng(0).random((6, 1, 128, 128), dtype=np.float32)
+    sess = ort.InferenceSession(eng.network("recon")[1], providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x})
+    with torch.no_grad():
+        ref = ReconNet(net)(torch.from_numpy(x))
+    names = [o.name for o in sess.get_outputs()]
+    assert names == ["x_ph", "emb0", "emb1", "emb2", "emb3", "emb4"]
+    for n, g, r in zip(names, got, ref):
+        assert np.abs(g - r.numpy()).max() <= 1e-4, n
+    import onnx
+
+    m = onnx.load_from_string(eng.network("recon")[1])
+    assert m.opset_import[0].version >= 17
+    assert {p.key for p in m.metadata_props} >= {"ra_sdk.version", "ra_sdk.network", "ra_sdk.model"}
+    assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def test_onnxruntime_pipeline_matches_torch_pipeline(bundle, images):
+    eng = read_engine(bundle)
+    cal = eng.meta.calibration
+    assert cal is not None
+    with Scorer(eng, backend="onnxruntime", device="cpu") as s_ort, Scorer(eng, backend="torch", device="cpu") as s_pt:
+        _, sc_ort, _ = s_ort.score(images)
+        _, sc_pt, _ = s_pt.score(images)
+    assert _spearman(sc_ort, sc_pt) >= 0.9999
+    assert np.array_equal(sc_ort > cal.threshold, sc_pt > cal.threshold)
+    np.testing.assert_allclose(sc_ort, sc_pt, rtol=1e-3)
+
+
+def test_fp16_bundle_runs_with_float32_io(bundle, images):
+    eng = read_engine(bundle)
+    with Scorer(eng, backend="onnxruntime", device="cpu", precision="fp16") as s16, Scorer(eng, backend="onnxruntime", device="cpu") as s32:
+        _, a, r16 = s16.score(images[:16])
+        _, b, r32 = s32.score(images[:16])
+    assert r16.dtype == np.float32 and np.abs(r16 - r32).max() < 0.05
+    assert _spearman(a, b) > 0.9
+
+
+def test_calibration_and_inspect(bundle):
+    eng = read_engine(bundle)
+    cal = eng.meta.calibration
+    assert cal is not None and len(cal.normal_scores) == 64
+    assert cal.threshold == pytest.approx(np.percentile(cal.normal_scores, 95))
+    assert 0 <= cal.percentile_of(cal.threshold) <= 100 and cal.percentile_of(1e9) == 100.0
+    r = CliRunner().invoke(main, ["inspect", str(bundle)])
+    assert r.exit_code == 0 and "calib    64 normals" in r.output and "preset   brain-mri-t1" in r.output
+    d = json.loads(CliRunner().invoke(main, ["inspect", str(bundle), "--json"]).output)
+    assert d["calibration"]["percentile"] == 95.0 and "normal_scores" not in d["calibration"]
+
+
+def test_bundled_demo_engine_is_calibrated_and_small():
+    eng = read_engine(DEMO_ENGINE)
+    assert eng.meta.calibration is not None and eng.meta.kind == "onnx"
+    assert DEMO_ENGINE.stat().st_size < 20e6
+    r = CliRunner().invoke(main, ["inspect", str(DEMO_ENGINE)])
+    assert r.exit_code == 0 and "calib" in r.output and "preset" in r.output
+
+
+def test_truncated_and_tampered_engine_files_fail_with_one_line(bundle, tmp_path):
+    data = bundle.read_bytes()
+    trunc = tmp_path / "trunc.onnx-bundle"
+    trunc.write_bytes(data[: len(data) // 3])
+    with pytest.raises(EngineError, match="truncated"):
+        read_engine(trunc)
+    eng = read_engine(bundle)
+    members = dict(eng.members)
+    tampered = tmp_path / "tampered.onnx-bundle"
+    with zipfile.ZipFile(tampered, "w") as zf:  # same meta.json, one member changed
+        zf.writestr("meta.json", json.dumps(eng.meta.to_dict()))
+        for name, blob in members.items():
+            zf.writestr(name, blob if name != "recon.onnx" else blob[:-10] + b"0123456789")
+    with pytest.raises(EngineError, match=r"checksum of recon\.onnx does not match"):
+        read_engine(tampered)
+    for bad in (trunc, tampered, tmp_path / "missing.plan"):
+        r = CliRunner().invoke(main, ["inspect", str(bad)])
+        assert r.exit_code != 0
+        assert "Traceback" not in r.output and r.output.count("\n") <= 2
+
+
+def test_write_engine_is_atomic(bundle, tmp_path):
+    eng = read_engine(bundle)
+    out = write_engine(tmp_path / "copy.onnx-bundle", eng.meta, eng.members)
+    assert read_engine(out).meta.checksums == eng.meta.checksums
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_runner_selection_errors(bundle):
+    from ra_sdk.errors import ConfigError
+    from ra_sdk.runners import list_backends, make_runner
+
+    eng = read_engine(bundle)
+    assert list_backends() == ["onnxruntime", "torch", "tensorrt"]
+    with pytest.raises(ConfigError, match="valid: onnxruntime, torch, tensorrt"):
+        make_runner(eng, backend="openvino", device="cpu")
+    r = make_runner(eng, backend="auto", device="cpu")
+    assert r.name == "onnxruntime"
+    with r:
+        out = r.infer({"x": np.zeros((2, 1, 128, 128), np.float32) + 0.5})
+    assert out["x_ph"].shape == (2, 1, 128, 128)
+
+
+@pytest.mark.needs_cuda
+def test_torch_cuda_runner_with_kernels_matches_cpu(bundle, images):
+    eng = read_engine(bundle)
+    with Scorer(eng, backend="torch", device="cuda") as sg, Scorer(eng, backend="onnxruntime", device="cpu") as sc:
+        _, a, _ = sg.score(images)
+        _, b, _ = sc.score(images)
+    assert _spearman(a, b) >= 0.9999
+    assert np.array_equal(a > eng.meta.calibration.threshold, b > eng.meta.calibration.threshold)
+
+
+@pytest.mark.needs_trt
+def test_tensorrt_engine_matches_onnxruntime(bundle, images, tmp_path):
+    from ra_sdk.export.tensorrt import build_engine_file
+
+    plan = build_engine_file(bundle, tmp_path / "m.plan", max_batch=32)
+    eng = read_engine(plan)
+    assert eng.meta.kind == "tensorrt" and eng.meta.build["tensorrt"]
+    with Scorer(eng, backend="tensorrt", device="cuda") as st, Scorer(read_engine(bundle), backend="onnxruntime", device="cpu") as so:
+        _, a, _ = st.score(images)
+        _, b, _ = so.score(images)
+    assert _spearman(a, b) >= 0.9999
