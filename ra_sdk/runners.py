@@ -165,7 +165,9 @@ class TorchRunner(Runner):
         on_gpu = type(x).__module__.split(".")[0] == "cupy"
         xt = torch.from_dlpack(x) if on_gpu else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         xt = xt.to(self.dev, self.dtype)
-        with torch.inference_mode():
+        # fp32 means fp32: cuDNN's TF32 convolutions (PyTorch's default on Ampere and newer)
+        # move x_ph by ~1e-3, enough to flip CLAHE bins and image flags.
+        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=self.precision != "fp32"):
             out = self._run(xt)
         out = out if isinstance(out, tuple) else (out,)
         if self.dev.type == "cuda":
