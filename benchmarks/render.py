@@ -61,6 +61,29 @@ def render() -> str:
             f"ra-tiny demo model v0: {tr['ra']['steps']} steps in {tr['ra']['seconds']:.0f} s.",
             "",
         ]
+    eng = _load("gpu_engine_h200.json")
+    if eng:
+        out += [
+            f"**Scoring pipeline on the GPU** ({eng['gpu']}; torch runner with CUDA graphs + CUDA scoring kernels, demo engine "
+            "(features perceptual map, top-1% score); `benchmarks/results/gpu_engine_h200.json`). Parity with the CPU path "
+            "(ONNX Runtime + numpy) on the demo studies: "
+            + "; ".join(f"{k}: Spearman {v['spearman']:.6f}, flags identical {v['flags_identical']}" for k, v in eng["parity"].items()) + ".",
+            "",
+            "| path | batch | images/s | latency p50 (ms) |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for k, v in eng["throughput"].items():
+            path, b = k.rsplit("_b", 1)
+            label = path.replace('_', ' ') + (" (the GPU machine's 16-core host)" if path.startswith('cpu') else '')
+            out.append(f"| {label} | {b} | {v['images_per_s']:,.1f} | {v['latency_ms']:.2f} |")
+        out.append("")
+    fid = _load("fidelity_cpu.json")
+    if fid:
+        out += [f"**Backend and precision fidelity** (this machine, {fid['studies']} demo studies, {fid['images']} images; `benchmarks/results/fidelity_cpu.json`)", "",
+                "| comparison | Spearman | flags identical | AUROC ref -> test | max map diff / map max |", "| --- | ---: | --- | --- | ---: |"]
+        for k, v in fid["comparisons"].items():
+            out.append(f"| {k} | {v['spearman']:.6f} | {v['flags_identical']} ({v['flag_disagreements']} differ) | {v['auroc_reference']:.4f} -> {v['auroc_test']:.4f} | {v['max_map_diff']:.3g} / {v['map_max']:.3g} |")
+        out.append("")
     acc = _load("accuracy_v0.json")
     if acc:
         out += [
