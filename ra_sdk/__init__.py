@@ -23,6 +23,21 @@ from .errors import (
 from .presets import Preset, get_preset, list_presets
 
 
+def load(engine_path=None, backend: str = "auto", device: str = "auto", **kw):  # type: ignore[no-untyped-def]
+    """A warmed-up :class:`ra_sdk.screen.Screener` for ``engine_path`` (None: the bundled
+    demo engine). ``screener.screen(items)`` and ``screener.screen_one(array)``."""
+    from .screen import load as _load
+
+    return _load(engine_path, backend=backend, device=device, **kw)
+
+
+def list_backends() -> list[str]:
+    """Runtime backends by name (availability depends on the installed extras; ``ra-sdk info``)."""
+    from .runners import list_backends as _list
+
+    return _list()
+
+
 def info() -> dict:
     """Versions, devices and backends usable here (see ``ra-sdk info``)."""
     from .info import collect
@@ -45,6 +60,8 @@ __all__ = [
     "get_model_config",
     "get_preset",
     "info",
+    "list_backends",
     "list_models",
     "list_presets",
+    "load",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -36,6 +37,13 @@ def main(verbose: int) -> None:
     """Screen medical images for anomalies with Reversed Auto-Encoders (RA)."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:
+        # Decoders report each failed attempt (with tracebacks); the result row already
+        # carries the one-line reason, so their chatter is shown with -v only.
+        # (a handler filter: pydicom resets its logger's level when it is imported)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda rec: not rec.name.startswith(("pydicom", "nibabel")))
+        warnings.filterwarnings("ignore", module=r"(pydicom|nibabel)(\..*)?")
 
 
 @main.command()
@@ -65,6 +73,60 @@ def read_cmd(path: Path) -> None:
             failed += 1
             click.echo(f"error {study.id}: {err}")
     sys.exit(EXIT_PARTIAL if failed else EXIT_OK)
+
+
+@main.command("screen")
+@click.argument("studies", type=click.Path(exists=True, path_type=Path))
+@click.option("--engine", "engine", type=click.Path(path_type=Path), default=None, help="Engine file (default: the bundled demo engine).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (results.csv, results.jsonl, maps/).")
+@click.option("--backend", default="auto", show_default=True, help="auto, onnxruntime, torch or tensorrt.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="Decode threads.")
+@click.option("--threshold", type=float, default=None, help="Flag scores above this (default: the engine's calibrated operating point).")
+@click.option("--save-maps", is_flag=True, help="Write maps/<study>.npy and an overlay PNG per study.")
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Skip studies a previous run into --out finished.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal only).")
+def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, device: str, batch_size: int, workers: int, threshold: float | None, save_maps: bool, resume: bool, progress: bool | None) -> None:
+    """Screen every study under STUDIES; results sorted by score in OUT/results.csv.
+
+    Exit status: 0 all studies screened, 3 some studies failed (each has a row with the
+    reason), 1 fatal error (missing engine, unwritable output).
+    """
+    from .screen import Screener, run
+
+    _check_writable(out)
+    screener = Screener(engine, backend=backend, device=device, batch_size=batch_size, threshold=threshold)
+    summary, _ = run(studies, out, screener, workers=workers, resume=resume, save=save_maps, progress=progress)
+    click.echo(summary.line())
+    sys.exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
+
+
+def _check_writable(out: Path) -> None:
+    from .errors import RaSdkError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".ra-sdk-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise RaSdkError(f"{out}: output folder is not writable ({err.strerror})") from None
+
+
+@main.command("demo")
+@click.option("--out", default="ra-sdk-demo", show_default=True, type=click.Path(path_type=Path))
+@click.option("--n-normal", default=60, show_default=True)
+@click.option("--n-per-type", default=12, show_default=True)
+@click.option("--backend", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def demo_cmd(out: Path, n_normal: int, n_per_type: int, backend: str, device: str) -> None:
+    """Write the demo studies, screen them with the bundled engine, print AUROC per pathology."""
+    from .demo import format_demo, run_demo
+
+    _check_writable(out)
+    res = run_demo(out, n_normal=n_normal, n_per_type=n_per_type, backend=backend, device=device)
+    click.echo(format_demo(res))
 
 
 @main.command("export")
