@@ -11,9 +11,8 @@ import numpy as np
 
 from . import metrics
 from .engine import Calibration, Engine, read_engine, update_meta
-from .errors import ConfigError
 from .pipeline import Scorer
-from .presets import Preset, prepare_stack
+from .presets import Preset
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +25,9 @@ def normal_images(source: str | Path, preset: Preset, *, n: int = 256) -> tuple[
         from .data.augment import normal_batch
 
         return normal_batch("val", n, size=preset.size), f"embedded validation split ({n} images)"
-    from .io import discover, read_study
+    from .io import read_folder_images
 
-    imgs = []
-    for study in discover(source):
-        try:
-            stack, _ = prepare_stack(read_study(study, apply_voi=preset.apply_voi).pixels, preset)
-            imgs.append(stack)
-        except Exception as err:
-            log.warning("calibration: skipping %s: %s", study.id, err)
-    if not imgs:
-        raise ConfigError(f"no readable normal images under {source}")
-    out = np.concatenate(imgs)
+    out = read_folder_images(source, preset)
     return out, f"{Path(source).name}: {len(out)} images"
 
 

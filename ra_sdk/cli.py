@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ._version import __version__
 from .errors import RaSdkError
@@ -127,6 +128,83 @@ def demo_cmd(out: Path, n_normal: int, n_per_type: int, backend: str, device: st
     _check_writable(out)
     res = run_demo(out, n_normal=n_normal, n_per_type=n_per_type, backend=backend, device=device)
     click.echo(format_demo(res))
+
+
+@main.command("train")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Folder of normal studies.")
+@click.option("--demo", is_flag=True, help="Train on the embedded normal brain data (augmented).")
+@click.option("--model", default="ra-tiny", show_default=True, help="Registered model config.")
+@click.option("--objective", type=click.Choice(["ra", "ae", "vae"]), default="ra", show_default=True)
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--lr", default=5e-5, show_default=True)
+@click.option("--pool-size", default=2048, show_default=True, help="Augmented images per epoch (--demo).")
+@click.option("--max-minutes", default=0.0, show_default=True, help="Stop cleanly after this long (0: no limit).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--resume/--no-resume", default=True, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs: int, batch_size: int, lr: float, pool_size: int, max_minutes: float, device: str, resume: bool, seed: int, out: Path) -> None:
+    """Train RA (or the AE / VAE baseline) on normal images; checkpoints in OUT/best and OUT/last."""
+    from ._optional import require
+    from .errors import ConfigError
+
+    require("torch", "ra-sdk train")
+    from .train.trainer import TrainConfig, Trainer, images_from_folder, make_pool
+
+    if demo == (data is not None):
+        raise ConfigError("give exactly one of --data DIR and --demo")
+    cfg = TrainConfig(objective=objective, model=model, epochs=epochs, batch_size=batch_size, lr=lr, pool_size=pool_size, max_minutes=max_minutes, seed=seed)
+    size = get_model_size(model)
+    if demo:
+        train, val = make_pool("train", pool_size, seed=seed, size=size), make_pool("val", cfg.val_size, seed=seed, size=size)
+    else:
+        assert data is not None
+        imgs = images_from_folder(data, cfg.preset, size)
+        order = np.random.default_rng(seed).permutation(len(imgs))
+        n_val = max(1, len(imgs) // 10)
+        train, val = imgs[order[n_val:]], imgs[order[:n_val]]
+    summary = Trainer(cfg, out, device=device).fit(train, val, resume=resume)
+    click.echo(f"{summary['steps']} steps, {summary['epochs']} epochs, best validation MSE {summary['best_val_mse']:.5f}, "
+               f"{summary['seconds']:.0f} s (stopped by {summary['stopped_by']}); checkpoint: {out / 'best'}")
+
+
+def get_model_size(model: str) -> int:
+    from .configs import get_model_config
+
+    return get_model_config(model).image_size
+
+
+@main.command("evaluate")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--studies", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="A demo-studies folder (labels.csv, studies/, masks/).")
+@click.option("--perceptual", type=click.Choice(["structural", "features", "none"]), default="structural", show_default=True)
+@click.option("--aggregation", type=click.Choice(["mean", "topk", "max"]), default="mean", show_default=True)
+@click.option("--no-clahe", is_flag=True)
+def evaluate_cmd(checkpoint: Path, studies: Path, perceptual: str, aggregation: str, no_clahe: bool) -> None:
+    """The paper's metrics per pathology type for a checkpoint (reference CPU scoring path)."""
+    from ._optional import require
+
+    torch = require("torch", "ra-sdk evaluate")
+    from .evaluation import evaluate_studies, format_table
+    from .presets import Preset
+    from .scoring import ScoreConfig
+    from .train.checkpoint import load_model
+
+    net, config = load_model(checkpoint)
+
+    def recon(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net.reconstruct(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
+
+    def feats(x: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [e.numpy() for e in net.embed(torch.from_numpy(np.ascontiguousarray(x)))]
+
+    cfg = ScoreConfig(perceptual=perceptual, aggregation=aggregation, use_clahe=not no_clahe)
+    res = evaluate_studies(studies, recon, cfg, preset=Preset.from_dict(config["preset"]), feats=feats)
+    click.echo(f"score: perceptual {perceptual}, CLAHE {not no_clahe}, image score {aggregation}, study score max")
+    click.echo(format_table(res))
 
 
 @main.command("export")

@@ -9,6 +9,14 @@ from typing import Any
 from .errors import ConfigError
 
 
+def check_keys(cls: type, d: dict[str, Any], what: str) -> None:
+    """Refuse keys a dataclass does not have, listing the valid ones (configs from files)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"unknown {what} keys {sorted(unknown)}; valid keys: {sorted(known)}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of an RA-style auto-encoder (DESIGN.md section 2)."""
@@ -24,9 +32,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(d) - known:
-            raise ConfigError(f"unknown model config keys {sorted(set(d) - known)}; valid keys: {sorted(known)}")
+        check_keys(cls, d, "model config")
         d = dict(d)
         d["channels"] = tuple(d.get("channels", ()))
         return cls(**d)

@@ -138,3 +138,33 @@ def study_scores(image_scores: np.ndarray, owner: np.ndarray, n: int) -> np.ndar
     out = np.full(n, -np.inf)
     np.maximum.at(out, owner, image_scores)
     return out
+
+
+def evaluate_studies(root: str | Path, recon: Recon, config: ScoreConfig, *, preset: Preset, feats: Feats | None = None, batch: int = 32) -> dict[str, dict[str, float]]:
+    """The paper's metrics per pathology type on a demo-studies folder (labels.csv, masks/):
+    study score = max over slices; localisation on the labelled slice of each study."""
+    from .data.pathology import LOCAL
+    from .io import read_nifti, read_raster
+
+    root = Path(root)
+    images, owner, rows = load_labelled_studies(root, preset)
+    x_ph = _batched(lambda a: recon(a[:, None])[:, 0], images, batch)
+    maps = np.concatenate([anomaly_map(images[i : i + batch], x_ph[i : i + batch], feats, config=config) for i in range(0, len(images), batch)])
+    s = study_scores(image_score(maps, aggregation=config.aggregation, topk=config.topk), owner, len(rows))
+    normal_idx = [i for i, r in enumerate(rows) if r["type"] == "normal"]
+    threshold = metrics.pixel_threshold([maps[owner == i] for i in normal_idx])
+    sets: dict[str, tuple[np.ndarray, list[np.ndarray] | None, list[np.ndarray] | None]] = {}
+    for t in sorted({r["type"] for r in rows} - {"normal"}):
+        idx = [i for i, r in enumerate(rows) if r["type"] == t]
+        ms, ks = [], []
+        if t in LOCAL:
+            for i in idx:
+                k = int(rows[i]["slice"] or 0)
+                mask_path = root / rows[i]["mask"]
+                mask = (read_nifti(mask_path).pixels[k] if mask_path.name.endswith(".nii.gz") else read_raster(mask_path).pixels[0]) > 0
+                study_maps = maps[owner == i]
+                if k < len(study_maps) and mask.any():
+                    ms.append(study_maps[k])
+                    ks.append(mask)
+        sets[t] = (s[idx], ms or None, ks or None)
+    return metrics.evaluate(s[normal_idx], sets, threshold=threshold)

@@ -44,10 +44,9 @@ class Preset:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preset:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown preset keys {sorted(unknown)}; valid keys: {sorted(known)}")
+        from .configs import check_keys
+
+        check_keys(cls, d, "preset")
         d = dict(d)
         for key in ("clip", "slice_range"):
             if key in d:

@@ -43,3 +43,21 @@ def test_data_commands_and_read(tmp_path):
 def test_fatal_error_is_one_line(tmp_path):
     r = CliRunner().invoke(main, ["read", str(tmp_path)])
     assert r.exit_code == 0  # an empty folder is not an error
+
+
+def test_train_and_evaluate_commands(tmp_path):
+    import pytest
+
+    pytest.importorskip("torch")
+    r = CliRunner().invoke(main, ["train", "--demo", "--objective", "ae", "--pool-size", "16", "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "best" / "model.safetensors").exists() and "best validation MSE" in r.output
+    r = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "exactly one of --data DIR and --demo" in r.output
+    r = CliRunner().invoke(main, ["data", "demo-studies", "--out", str(tmp_path / "d"), "--n-normal", "6", "--n-per-type", "2", "--n-volumes", "2"])
+    assert r.exit_code == 0
+    r = CliRunner().invoke(main, ["evaluate", "--checkpoint", str(tmp_path / "run" / "best"), "--studies", str(tmp_path / "d")])
+    assert r.exit_code == 0, r.output
+    for t in ("mass", "atrophy", "artefacts"):
+        assert t in r.output
+    assert "AUROC" in r.output

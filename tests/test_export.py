@@ -176,3 +176,19 @@ def test_tensorrt_engine_matches_onnxruntime(bundle, images, tmp_path):
         _, a, _ = st.score(images)
         _, b, _ = so.score(images)
     assert _spearman(a, b) >= 0.9999
+
+
+def test_calibrate_from_a_folder_of_normal_studies(bundle, tmp_path):
+    import shutil
+
+    from ra_sdk.calibration import calibrate
+    from ra_sdk.data.augment import normal_batch
+    from ra_sdk.io.write import write_png
+
+    for i, img in enumerate(normal_batch("val", 12, start=300)):
+        write_png(tmp_path / "normals" / f"n{i}.png", (img * 255).astype(np.uint8))
+    (tmp_path / "normals" / "broken.png").write_bytes(b"")  # skipped with a warning, not fatal
+    copy = tmp_path / "c.onnx-bundle"
+    shutil.copy(bundle, copy)
+    eng = calibrate(copy, tmp_path / "normals", backend="onnxruntime", device="cpu")
+    assert len(eng.meta.calibration.normal_scores) == 12 and "normals: 12 images" in eng.meta.calibration.source

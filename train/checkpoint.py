@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ra_sdk.configs import ModelConfig
 from ra_sdk.errors import RaSdkError
+
+if TYPE_CHECKING:
+    from .model import RANet
 
 
 class CheckpointError(RaSdkError):
@@ -118,7 +121,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         raise CheckpointError(f"{path}/model.safetensors: cannot load weights safely ({err})") from None
 
 
-def load_model(path: str | Path, *, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_model(path: str | Path, *, device: str = "cpu") -> tuple[RANet, dict[str, Any]]:
     """Rebuild the network of a checkpoint and load its weights (eval mode)."""
     from .model import build
 

@@ -122,20 +122,9 @@ def make_pool(split: str, n: int, *, seed: int, size: int, workers: int = 0) -> 
 
 def images_from_folder(folder: str | Path, preset_name: str, size: int) -> np.ndarray:
     """Every screened slice of the normal studies under ``folder``: (N, 1, size, size)."""
-    from ra_sdk.io import discover, read_study
-    from ra_sdk.presets import prepare_stack
+    from ra_sdk.io import read_folder_images
 
-    preset = get_preset(preset_name).replace(size=size)
-    out = []
-    for study in discover(folder):
-        try:
-            imgs, _ = prepare_stack(read_study(study, apply_voi=preset.apply_voi).pixels, preset)
-            out.append(imgs)
-        except Exception as err:
-            log.warning("skipping %s: %s", study.id, err)
-    if not out:
-        raise ConfigError(f"no readable normal images under {folder}")
-    return np.concatenate(out)[:, None]
+    return read_folder_images(folder, get_preset(preset_name).replace(size=size))[:, None]
 
 
 def augment_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Reading users' files: DICOM, NIfTI, PNG/JPEG/TIFF, and study discovery."""
 
 from .dicom import decode as read_dicom
-from .discovery import classify, discover, read_path, read_study
+from .discovery import classify, discover, read_folder_images, read_path, read_study
 from .nifti import read_nifti
 from .raster import read_raster
 from .study import Slices, Study
@@ -12,6 +12,7 @@ __all__ = [
     "classify",
     "discover",
     "read_dicom",
+    "read_folder_images",
     "read_nifti",
     "read_path",
     "read_raster",

@@ -7,12 +7,18 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..errors import ReadError
 from . import dicom
 from .nifti import is_nifti, read_nifti
 from .raster import is_raster, read_raster
 from .study import Slices, Study
+
+if TYPE_CHECKING:
+    from ..presets import Preset
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +121,23 @@ def read_path(path: str | Path, *, apply_voi: bool = True) -> Slices:
     if kind is None:
         raise ReadError(path, "not a recognised image file (expected DICOM, NIfTI, PNG, JPEG or TIFF)")
     return read_study(Study(id=path.name, kind=kind, paths=(path,)), apply_voi=apply_voi)
+
+
+def read_folder_images(folder: str | Path, preset: Preset) -> np.ndarray:
+    """Every screened slice of the studies under ``folder`` as model input (N, S, S).
+
+    Unreadable studies are skipped with a warning (for training and calibration sets, where
+    one bad file must not stop the job); raises ReadError when nothing is readable.
+    """
+    from ..presets import prepare_stack
+
+    out = []
+    for study in discover(folder):
+        try:
+            stack, _ = prepare_stack(read_study(study, apply_voi=preset.apply_voi).pixels, preset)
+            out.append(stack)
+        except ReadError as err:
+            log.warning("skipping %s: %s", study.id, err)
+    if not out:
+        raise ReadError(folder, "no readable images")
+    return np.concatenate(out)

@@ -66,9 +66,9 @@ class ScoreConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScoreConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(d) - known:
-            raise ConfigError(f"unknown score config keys {sorted(set(d) - known)}; valid keys: {sorted(known)}")
+        from ..configs import check_keys
+
+        check_keys(cls, d, "score config")
         return cls(**d)
 
 
