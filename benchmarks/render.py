@@ -84,6 +84,19 @@ def render() -> str:
         for k, v in fid["comparisons"].items():
             out.append(f"| {k} | {v['spearman']:.6f} | {v['flags_identical']} ({v['flag_disagreements']} differ) | {v['auroc_reference']:.4f} -> {v['auroc_test']:.4f} | {v['max_map_diff']:.3g} / {v['map_max']:.3g} |")
         out.append("")
+    scr = _load("screen_cpu.json")
+    if scr:
+        t, k, m = scr["throughput"], scr["kill"], scr["memory"]
+        small, large = sorted((int(n) for n in m if n.isdigit()))
+        out += [
+            f"**Screening** (this machine, {scr['machine']['cpu_count']} cores, demo engine, ONNX Runtime CPU, batch {scr['batch']}; `benchmarks/results/screen_cpu.json`)",
+            "",
+            f"- end-to-end `ra-sdk screen`: {t['screen_images_per_s']:.1f} images/s (runs {', '.join(f'{v:.1f}' for v in t['screen_images_per_s_runs'])}) vs "
+            f"engine + score on preloaded arrays {t['engine_plus_score_images_per_s']:.1f} images/s: **{t['ratio']:.2f}x**",
+            f"- kill test: {k['studies']} studies, SIGKILL after {k['killed_after_s']:.1f} s ({k['rows_done_at_kill']} done), resumed: identical rows {k['rows_equal']} ({k['rows']} rows)",
+            f"- peak RSS: {small:,} studies {m[str(small)]['max_rss_kb'] / 1024:.0f} MB, {large:,} studies {m[str(large)]['max_rss_kb'] / 1024:.0f} MB: **{m['ratio_large_to_small']:.3f}x**",
+            "",
+        ]
     acc = _load("accuracy_v0.json")
     if acc:
         out += [
