@@ -87,7 +87,7 @@ def render() -> str:
     scr = _load("screen_cpu.json")
     if scr:
         t, k, m = scr["throughput"], scr["kill"], scr["memory"]
-        small, large = sorted((int(n) for n in m if n.isdigit()))
+        small, large = sorted(int(n) for n in m if n.isdigit())
         out += [
             f"**Screening** (this machine, {scr['machine']['cpu_count']} cores, demo engine, ONNX Runtime CPU, batch {scr['batch']}; `benchmarks/results/screen_cpu.json`)",
             "",
@@ -97,6 +97,24 @@ def render() -> str:
             f"- peak RSS: {small:,} studies {m[str(small)]['max_rss_kb'] / 1024:.0f} MB, {large:,} studies {m[str(large)]['max_rss_kb'] / 1024:.0f} MB: **{m['ratio_large_to_small']:.3f}x**",
             "",
         ]
+    sp = _load("speed_cpu.json")
+    if sp:
+        m = sp["machine"]
+        out += [f"**Speed suite** (`ra-sdk bench`; this machine, {m['cpu_count']} cores, commit {m['commit']}; engine + score per runner and precision; "
+                "`benchmarks/results/speed_cpu.json`, plot `benchmarks/results/speed_cpu.png`)", "",
+                "| runner | batch | images/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: | ---: |"]
+        for key, row in sp["runners"].items():
+            for b, v in row.items():
+                out.append(f"| {key} | {b[1:]} | {v['images_per_s']:.1f} | {v['median_s'] * 1e3:.2f} | {v['p99_s'] * 1e3:.2f} |")
+        rb = sp.get("research_baseline")
+        sd = sp["screen_demo"]
+        out += ["", f"End-to-end `ra-sdk screen` on the demo studies: {sd['images_per_s']:.1f} images/s (runs {', '.join(f'{v:.1f}' for v in sd['images_per_s_runs'])})."]
+        if rb:
+            out.append(f"The research pipeline (PyTorch eager, one image at a time, scikit-image CLAHE, scipy Gaussian, same model and perceptual network), "
+                       f"same run, same images: {rb['images_per_s']:.1f} images/s (runs {', '.join(f'{v:.1f}' for v in rb['images_per_s_runs'])}): "
+                       f"ra-sdk is **{rb['speedup_screen_vs_baseline']:.2f}x** faster ({rb['speedup_range'][0]:.2f}x..{rb['speedup_range'][1]:.2f}x over the run pairings), "
+                       f"same ranking (Spearman {rb['spearman_vs_ra_sdk']:.4f}).")
+        out.append("")
     acc = _load("accuracy_v0.json")
     if acc:
         out += [
@@ -114,6 +132,32 @@ def render() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def plot_speed(path: Path) -> Path | None:
+    """A bar chart (PNG) of images/s per runner and batch, and screening vs the research pipeline."""
+    import cv2
+    import numpy as np
+
+    sp = _load("speed_cpu.json")
+    if not sp:
+        return None
+    bars = [(f"{k} b{b[1:]}", v["images_per_s"]) for k, row in sp["runners"].items() for b, v in row.items()]
+    bars.append(("ra-sdk screen (demo studies)", sp["screen_demo"]["images_per_s"]))
+    if sp.get("research_baseline"):
+        bars.append(("research pipeline", sp["research_baseline"]["images_per_s"]))
+    h_bar, left, width = 22, 290, 420
+    img = np.full((h_bar * len(bars) + 50, left + width + 90, 3), 255, np.uint8)
+    top = max(v for _, v in bars)
+    cv2.putText(img, f"images/s ({sp['machine']['cpu_count']}-core CPU, {sp['machine']['commit']})", (10, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, (label, v) in enumerate(bars):
+        y = 40 + i * h_bar
+        colour = (60, 60, 200) if label == "research pipeline" else (180, 110, 40)
+        cv2.rectangle(img, (left, y), (left + int(width * v / top), y + h_bar - 6), colour, -1)
+        cv2.putText(img, label, (10, y + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{v:.1f}", (left + int(width * v / top) + 6, y + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), img)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true")
@@ -128,6 +172,7 @@ def main() -> None:
     if args.check:
         sys.exit(0 if new == text else "README.md results are stale: run python -m benchmarks.render")
     readme.write_text(new)
+    plot_speed(RES / "speed_cpu.png")
 
 
 if __name__ == "__main__":

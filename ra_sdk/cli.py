@@ -207,6 +207,22 @@ def evaluate_cmd(checkpoint: Path, studies: Path, perceptual: str, aggregation: 
     click.echo(format_table(res))
 
 
+@main.command("bench")
+@click.option("--engine", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Engine file (default: the bundled demo engine).")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="The engine's checkpoint, for the research-pipeline baseline.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True)
+@click.option("--quick", is_flag=True, help="Fewer repeats.")
+def bench_cmd(engine: Path | None, checkpoint: Path | None, out: Path, quick: bool) -> None:
+    """The standard speed suite: latency and throughput per runner and precision, end-to-end
+    screening, and the research-pipeline baseline timed in the same run (JSON to --out)."""
+    from .bench import format_suite, run_suite
+
+    res = run_suite(engine=engine, checkpoint=checkpoint, quick=quick)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    click.echo(format_suite(res))
+    click.echo(f"wrote {out}")
+
+
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle to write (e.g. model.onnx-bundle).")

@@ -30,16 +30,27 @@ class Scorer:
 
     def _feats(self, x: Any) -> list[Any]:
         assert self.features is not None
-        out = self.features.infer({"x": x})
-        return [out[k] for k in sorted(out, key=lambda k: int(k[3:]))]
+        return _levels(self.features.infer({"x": x}))
 
     def score_batch(self, x: Any) -> tuple[Any, Any, Any]:
-        """x (B, H, W) -> (maps (B, H, W), scores (B,), x_ph (B, H, W)); one engine call."""
+        """x (B, H, W) -> (maps (B, H, W), scores (B,), x_ph (B, H, W))."""
         x4 = x[:, None]
-        x_ph = self.recon.infer({"x": x4})["x_ph"][:, 0]
+        out = self.recon.infer({"x": x4})
+        x_ph = out["x_ph"][:, 0]
         if type(x_ph) is not type(x):  # a GPU runner fed from host memory
             x = _to_same(x, x_ph)
-        feats = self._feats if self.features is not None else None
+        feats = None
+        if self.features is not None:
+            emb_x = _levels(out)
+            xp = _array_module(x)
+
+            def feats(images: Any) -> list[Any]:
+                # The recon network already gave the embeddings of x: one encoder pass
+                # serves the reconstruction and the perceptual map P(x_ph, x).
+                if images.shape == (x.shape[0], 1, *x.shape[1:]) and bool(xp.array_equal(images[:, 0], x)):
+                    return emb_x
+                return self._feats(images)
+
         maps = anomaly_map(x, x_ph, feats, config=self.config)
         scores = image_score(maps, aggregation=self.config.aggregation, topk=self.config.topk)
         return maps, scores, x_ph
@@ -64,6 +75,19 @@ class Scorer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _levels(out: dict[str, Any]) -> list[Any]:
+    """emb0, emb1, ... of a network's outputs, in order."""
+    return [out[k] for k in sorted((k for k in out if k.startswith("emb")), key=lambda k: int(k[3:]))]
+
+
+def _array_module(a: Any) -> Any:
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np
 
 
 def _host(a: Any) -> np.ndarray:

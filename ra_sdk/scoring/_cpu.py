@@ -120,28 +120,23 @@ def ssim_map(
     return (a1 * a2) / (b1 * b2)
 
 
-@functools.lru_cache(maxsize=64)
-def _bilinear_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Index pairs and weights of torch's bilinear resize (align_corners=False) on one axis."""
-    scale = np.float32(n_in) / np.float32(n_out)
-    src = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-    src = np.maximum(src, np.float32(0))
-    i0 = np.floor(src).astype(np.int64)
-    i0 = np.minimum(i0, n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    l1 = (src - i0).astype(np.float32)
-    return i0, i1, l1
-
-
 def upsample_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """torch.nn.functional.interpolate(x, size, mode='bilinear', align_corners=False) of (B, h, w)."""
+    """torch.nn.functional.interpolate(x, size, mode='bilinear', align_corners=False) of (B, h, w).
+
+    OpenCV's INTER_LINEAR uses the same half-pixel mapping and edge clamping for float
+    input (tests check it against torch); the batch travels as image channels.
+    """
+    import cv2
+
     h, w = x.shape[1:]
     if (h, w) == tuple(size):
         return x.astype(np.float32, copy=False)
-    y0, y1, ly = _bilinear_weights(h, size[0])
-    x0, x1, lx = _bilinear_weights(w, size[1])
-    rows = x[:, y0, :] * (1 - ly)[None, :, None] + x[:, y1, :] * ly[None, :, None]
-    return (rows[:, :, x0] * (1 - lx)[None, None, :] + rows[:, :, x1] * lx[None, None, :]).astype(np.float32)
+    out = np.empty((x.shape[0], size[0], size[1]), np.float32)
+    for i in range(0, x.shape[0], 512):  # OpenCV takes at most 512 channels
+        chunk = np.ascontiguousarray(x[i : i + 512].transpose(1, 2, 0), dtype=np.float32)
+        r = cv2.resize(chunk, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        out[i : i + 512] = r.reshape(size[0], size[1], -1).transpose(2, 0, 1)
+    return out
 
 
 def feature_distance(

@@ -1,0 +1,209 @@
+"""``ra-sdk bench``: the standard speed suite, one method (warm-up, repeats, median and
+spread, device sync inside the timed region), JSON out.
+
+- latency (p50, p99) at batch 1 and throughput over batch sizes, engine + score, for every
+  runner and precision usable here;
+- end-to-end ``ra-sdk screen`` on the demo studies;
+- the baseline users would otherwise run: the research pipeline written the way the
+  official RA evaluator works (PyTorch eager, one image at a time, scikit-image CLAHE per
+  image, scipy Gaussian, the same model and perceptual network), timed in the same run
+  on the same images (needs the ``train`` and ``dev`` extras; skipped with a note otherwise).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._optional import is_installed
+from ._version import __version__
+
+log = logging.getLogger(__name__)
+
+
+def timeit(fn: Callable[[], Any], *, warmup: int = 2, repeat: int = 10, sync: Callable[[], Any] | None = None) -> dict[str, float]:
+    """Median, p10/p90/p99, min, max of ``repeat`` timed calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+        if sync:
+            sync()
+    ts = []
+    for _ in range(repeat):
+        if sync:
+            sync()
+        t = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        ts.append(time.perf_counter() - t)
+    a = np.asarray(ts)
+    return {
+        "median_s": float(np.median(a)), "p10_s": float(np.percentile(a, 10)), "p90_s": float(np.percentile(a, 90)),
+        "p99_s": float(np.percentile(a, 99)), "min_s": float(a.min()), "max_s": float(a.max()), "n": int(a.size),
+    }
+
+
+def machine() -> dict[str, Any]:
+    import importlib.metadata as md
+    import subprocess
+
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+                            "ra_sdk": __version__, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    try:
+        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        info["commit"] = "unknown"
+    for d in ("numpy", "onnxruntime", "torch", "opencv-python-headless", "scikit-image", "scipy", "cupy-cuda12x", "cupy-cuda13x"):
+        try:
+            info[d] = md.version(d)
+        except md.PackageNotFoundError:
+            pass
+    return info
+
+
+def reference_pipeline(net: Any, config: Any) -> Callable[[np.ndarray], float]:
+    """The research pipeline for one image, as the official RA evaluator runs it: PyTorch
+    eager forward (z = mu), scikit-image CLAHE of x and x_ph, the perceptual maps with the
+    same network (the model's encoder features, or 1 - skimage SSIM), scipy Gaussians,
+    residual times saliency, and the same image-score aggregation. Returns the score."""
+    import torch
+    from scipy.ndimage import gaussian_filter
+    from skimage.exposure import equalize_adapthist
+    from skimage.metrics import structural_similarity
+
+    def unit(t: Any) -> Any:
+        return t / (torch.sqrt((t**2).sum(1, keepdim=True)) + 1e-10)
+
+    def perceptual(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if config.perceptual == "structural":
+            return 1 - structural_similarity(a, b, data_range=1, full=True)[1]
+        with torch.no_grad():
+            fa = net.embed(torch.from_numpy(a)[None, None])
+            fb = net.embed(torch.from_numpy(b)[None, None])
+            total = torch.zeros(1, 1, *a.shape)
+            for ea, eb in zip(fa, fb):
+                d = ((unit(ea) - unit(eb)) ** 2).sum(1, keepdim=True)
+                total = total + torch.nn.functional.interpolate(d, size=a.shape, mode="bilinear", align_corners=False)
+        return total[0, 0].numpy()
+
+    def run(x: np.ndarray) -> float:
+        with torch.no_grad():
+            x_ph = net.reconstruct(torch.from_numpy(x)[None, None])[0][0, 0].numpy()
+        x_ph = np.clip(x_ph, 0, 1)
+        cx = equalize_adapthist(x).astype(np.float32)
+        cp = equalize_adapthist(x_ph).astype(np.float32)
+        s = gaussian_filter(perceptual(x_ph, x), 2.0) * gaussian_filter(perceptual(cp, cx), 2.0)
+        amap = np.abs(cp - cx) * s
+        if config.aggregation == "mean":
+            return float(amap.mean())
+        if config.aggregation == "max":
+            return float(amap.max())
+        k = max(1, round(config.topk * amap.size))
+        return float(np.sort(amap.ravel())[::-1][:k].mean())
+
+    return run
+
+
+def run_suite(*, engine: str | Path | None = None, checkpoint: str | Path | None = None, batches: tuple[int, ...] = (1, 8, 32, 64),
+              n_studies: int = 60, baseline_images: int = 48, quick: bool = False) -> dict[str, Any]:
+    """The standard suite; returns the JSON-ready result."""
+    from .data import DEMO_ENGINE
+    from .data.augment import normal_batch
+    from .data.demo import DemoSpec, write_demo_studies
+    from .engine import read_engine
+    from .evaluation import load_labelled_studies
+    from .pipeline import Scorer
+    from .runners import list_backends
+    from .screen import Screener, run
+
+    eng = read_engine(engine or DEMO_ENGINE)
+    res: dict[str, Any] = {"suite": "speed", "machine": machine(), "engine": str(engine or DEMO_ENGINE.name), "runners": {}, "notes": []}
+    images = normal_batch("test", max(batches) * 2, start=7000)
+    sync = None
+    combos = [("onnxruntime", "cpu", "fp32")]
+    if any(k.endswith("_fp16") for k in eng.meta.networks):
+        combos.append(("onnxruntime", "cpu", "fp16"))
+    if "model.safetensors" in eng.members and is_installed("torch"):
+        combos.append(("torch", "cpu", "fp32"))
+    from .info import cuda_driver
+
+    if cuda_driver()[0] and is_installed("cupy") and "model.safetensors" in eng.members and is_installed("torch"):
+        import cupy
+
+        sync = cupy.cuda.Device().synchronize
+        combos += [("torch", "cuda", "fp32"), ("torch", "cuda", "fp16")]
+    res["backends_known"] = list_backends()
+    for backend, device, prec in combos:
+        key = f"{backend}-{device}-{prec}"
+        with Scorer(eng, backend=backend, device=device, precision=prec, batch_size=max(batches)) as sc:
+            row: dict[str, Any] = {}
+            for b in batches:
+                x = images[:b] if device == "cpu" else __import__("cupy").asarray(images[:b])
+                t = timeit(lambda: sc.score_batch(x), warmup=1 if quick else 2, repeat=(5 if quick else 20) if b == 1 else (2 if quick else 5), sync=sync if device == "cuda" else None)
+                row[f"b{b}"] = {**t, "images_per_s": b / t["median_s"]}
+            res["runners"][key] = row
+            log.info("%s: %s", key, {k: round(v["images_per_s"], 1) for k, v in row.items()})
+    # End-to-end screening of the demo studies, and the research pipeline on the same images.
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "demo"
+        write_demo_studies(root, DemoSpec(n_normal=n_studies, n_per_type=max(1, n_studies // 10), n_volumes=2))
+        screener = Screener(eng, backend="onnxruntime", device="cpu")
+        runs = []
+        for i in range(2 if quick else 3):
+            summary, _ = run(root / "studies", Path(tmp) / f"out{i}", screener, resume=False, progress=False)
+            runs.append(summary.images_per_s)
+        res["screen_demo"] = {"images_per_s_runs": runs, "images_per_s": float(np.median(runs)), "studies": summary.studies, "images": summary.images}
+        if checkpoint and is_installed("torch") and is_installed("skimage") and is_installed("scipy"):
+            import torch
+
+            from .train.checkpoint import load_model
+
+            net, _ = load_model(checkpoint)
+            torch.set_num_threads(os.cpu_count() or 1)
+            imgs, _, _ = load_labelled_studies(root, eng.meta.preset)
+            imgs = imgs[:baseline_images]
+            ref = reference_pipeline(net, eng.meta.score)
+            ref(imgs[0])  # warm-up
+            ref_runs = []
+            for _ in range(2 if quick else 3):
+                t0 = time.perf_counter()
+                ref_scores = [ref(im) for im in imgs]
+                ref_runs.append(len(imgs) / (time.perf_counter() - t0))
+            ref_ips = float(np.median(ref_runs))
+            with Scorer(eng, backend="onnxruntime", device="cpu") as sc:
+                _, ours, _ = sc.score(imgs)
+            rank = np.corrcoef(np.argsort(np.argsort(ref_scores)), np.argsort(np.argsort(ours)))[0, 1]
+            res["research_baseline"] = {
+                "images": len(imgs), "images_per_s_runs": ref_runs, "images_per_s": ref_ips,
+                "spearman_vs_ra_sdk": float(rank),
+                "speedup_screen_vs_baseline": res["screen_demo"]["images_per_s"] / ref_ips,
+                "speedup_range": [min(res["screen_demo"]["images_per_s_runs"]) / max(ref_runs), max(res["screen_demo"]["images_per_s_runs"]) / min(ref_runs)],
+            }
+        else:
+            res["notes"].append("research baseline skipped: needs --checkpoint and the train + dev extras (torch, scikit-image, scipy)")
+    return res
+
+
+def format_suite(res: dict[str, Any]) -> str:
+    lines = [f"{'runner':<24}{'batch':>6}{'images/s':>11}{'p50 ms':>9}{'p99 ms':>9}"]
+    for key, row in res["runners"].items():
+        for b, v in row.items():
+            lines.append(f"{key:<24}{b[1:]:>6}{v['images_per_s']:>11.1f}{v['median_s'] * 1e3:>9.2f}{v['p99_s'] * 1e3:>9.2f}")
+    s = res["screen_demo"]
+    lines.append(f"\nra-sdk screen, demo studies: {s['images_per_s']:.1f} images/s (runs {', '.join(f'{v:.1f}' for v in s['images_per_s_runs'])})")
+    if "research_baseline" in res:
+        rb = res["research_baseline"]
+        lines.append(f"research pipeline (one image at a time): {rb['images_per_s']:.1f} images/s (runs {', '.join(f'{v:.1f}' for v in rb['images_per_s_runs'])}); "
+                     f"ra-sdk screen is {rb['speedup_screen_vs_baseline']:.2f}x faster (worst/best pairing {rb['speedup_range'][0]:.2f}x..{rb['speedup_range'][1]:.2f}x; "
+                     f"score rank correlation {rb['spearman_vs_ra_sdk']:.4f})")
+    lines += res["notes"]
+    return "\n".join(lines)
