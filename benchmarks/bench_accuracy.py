@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--n-normal", type=int, default=120)
     ap.add_argument("--n-per-type", type=int, default=24)
     ap.add_argument("--out", default="benchmarks/results/accuracy.json")
+    ap.add_argument("--lpips", nargs=2, metavar=("BACKBONE", "HEADS"), help="local LPIPS SqueezeNet-1.1 weights: adds the LPIPS perceptual option")
     args = ap.parse_args()
     suite = synthetic_suite(args.n_normal, args.n_per_type)
     result: dict = {"suite": "accuracy", "machine": machine(), "params": {"n_normal": args.n_normal, "n_per_type": args.n_per_type}, "models": {}}
@@ -62,6 +63,14 @@ def main() -> None:
             res = evaluate(suite, rec, ScoreConfig(**kw), feats=feats)
             entry["scores"][label] = {"per_type": res, "summary": summarise(res)}
             print(f"{name:<4} {label:<32} " + " ".join(f"{k}={v:.3f}" for k, v in summarise(res).items()), flush=True)
+        if args.lpips:
+            from ra_sdk.train.lpips import load_lpips
+
+            lp, weights = load_lpips(*args.lpips)
+            for label, kw in (("lpips/mean", {"perceptual": "features"}), ("lpips/topk1%", {"perceptual": "features", "aggregation": "topk"})):
+                res = evaluate(suite, rec, ScoreConfig(**kw), feats=lp.features_fn(), feature_weights=weights)
+                entry["scores"][label] = {"per_type": res, "summary": summarise(res)}
+                print(f"{name:<4} {label:<32} " + " ".join(f"{k}={v:.3f}" for k, v in summarise(res).items()), flush=True)
         entry["seconds"] = time.perf_counter() - t
         result["models"][name] = entry
     write_json(args.out, result)

@@ -69,6 +69,7 @@ def evaluate(
     *,
     feats: Feats | None = None,
     local_types: Sequence[str] | None = None,
+    feature_weights: Sequence[np.ndarray] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics per pathology type for one score configuration (see ra_sdk.metrics.evaluate)."""
     from .data.pathology import LOCAL
@@ -76,7 +77,7 @@ def evaluate(
     local = set(LOCAL if local_types is None else local_types)
 
     def maps(x: np.ndarray, x_ph: np.ndarray) -> np.ndarray:
-        return np.concatenate([anomaly_map(x[i : i + 64], x_ph[i : i + 64], feats, config=config) for i in range(0, len(x), 64)])
+        return np.concatenate([anomaly_map(x[i : i + 64], x_ph[i : i + 64], feats, config=config, feature_weights=feature_weights) for i in range(0, len(x), 64)])
 
     normal_maps = maps(suite.normals, recons["normal"])
     normal_scores = image_score(normal_maps, aggregation=config.aggregation, topk=config.topk)

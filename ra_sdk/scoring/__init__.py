@@ -159,6 +159,7 @@ def anomaly_map(
     *,
     config: ScoreConfig | None = None,
     mask: Any = None,
+    feature_weights: Sequence[Any] | None = None,
 ) -> Any:
     """The RA anomaly map A = R * S (DESIGN.md 3.3-3.5).
 
@@ -168,6 +169,7 @@ def anomaly_map(
         feats: for ``config.perceptual == "features"``, a function mapping (B, 1, H, W)
             images to per-level feature maps (the model's encoder, or LPIPS).
         mask: optional foreground mask broadcastable to (B, H, W).
+        feature_weights: per-level channel weights for ``features`` (LPIPS linear heads).
     Returns:
         (B, H, W) float32 anomaly map, same array type as x.
     """
@@ -187,8 +189,8 @@ def anomaly_map(
         cx, cp = x3, p3
     amap = xp.abs(cp - cx)
     if cfg.perceptual != "none":
-        s1 = _perceptual(p3, x3, feats, cfg)
-        s2 = _perceptual(cp, cx, feats, cfg)
+        s1 = _perceptual(p3, x3, feats, cfg, feature_weights)
+        s2 = _perceptual(cp, cx, feats, cfg, feature_weights)
         if cfg.sigma > 0:
             s1, s2 = gaussian_blur(s1, cfg.sigma), gaussian_blur(s2, cfg.sigma)
         amap = amap * (s1 * s2)
@@ -197,13 +199,13 @@ def anomaly_map(
     return amap.astype(xp.float32, copy=False)
 
 
-def _perceptual(a: Any, b: Any, feats: FeatureFn | None, cfg: ScoreConfig) -> Any:
+def _perceptual(a: Any, b: Any, feats: FeatureFn | None, cfg: ScoreConfig, weights: Sequence[Any] | None = None) -> Any:
     if cfg.perceptual == "structural":
         return perceptual_map(a, b, kind="structural", gaussian_weights=cfg.ssim_gaussian)
     if feats is None:
         raise ConfigError("the 'features' perceptual map needs a feature function (feats=...)")
     h, w = a.shape[1:]
-    return perceptual_map(list(feats(a[:, None])), list(feats(b[:, None])), kind="features", size=(h, w))
+    return perceptual_map(list(feats(a[:, None])), list(feats(b[:, None])), kind="features", size=(h, w), weights=weights)
 
 
 def image_score(amap: Any, mask: Any = None, *, aggregation: str = "mean", topk: float = 0.01) -> Any:
