@@ -69,7 +69,7 @@ def main() -> None:
             sync = cupy.cuda.Device().synchronize
         for prec in ("fp32", "fp16"):
             with Scorer(eng, **gpu, precision=prec, batch_size=256) as sc:
-                for b in (1, 256):
+                for b in (1, 64, 256):
                     x = images[:b]
                     if args.device == "cuda":
                         x = cupy.asarray(x)
