@@ -38,21 +38,9 @@ def output_names(network: str, n_scales: int) -> list[str]:
 
 
 def _module(net: Any, network: str) -> Any:
-    import torch
-    from ra_sdk.train.model import ReconNet
+    from ra_sdk.train.model import network_module
 
-    if network == "recon":
-        return ReconNet(net).eval()
-
-    class Features(torch.nn.Module):
-        def __init__(self, n: Any):
-            super().__init__()
-            self.net = n
-
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            return tuple(self.net.encoder(x)[2])
-
-    return Features(net).eval()
+    return network_module(net, network)
 
 
 def to_onnx(net: Any, network: str = "recon", *, opset: int = OPSET, metadata: dict[str, str] | None = None) -> bytes:

@@ -147,6 +147,7 @@ def demo_cmd(out: Path, n_normal: int, n_per_type: int, backend: str, device: st
 def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs: int, batch_size: int, lr: float, pool_size: int, max_minutes: float, device: str, resume: bool, seed: int, out: Path) -> None:
     """Train RA (or the AE / VAE baseline) on normal images; checkpoints in OUT/best and OUT/last."""
     from ._optional import require
+    from .configs import get_model_config
     from .errors import ConfigError
 
     require("torch", "ra-sdk train")
@@ -155,7 +156,7 @@ def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs:
     if demo == (data is not None):
         raise ConfigError("give exactly one of --data DIR and --demo")
     cfg = TrainConfig(objective=objective, model=model, epochs=epochs, batch_size=batch_size, lr=lr, pool_size=pool_size, max_minutes=max_minutes, seed=seed)
-    size = get_model_size(model)
+    size = get_model_config(model).image_size
     if demo:
         train, val = make_pool("train", pool_size, seed=seed, size=size), make_pool("val", cfg.val_size, seed=seed, size=size)
     else:
@@ -167,12 +168,6 @@ def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs:
     summary = Trainer(cfg, out, device=device).fit(train, val, resume=resume)
     click.echo(f"{summary['steps']} steps, {summary['epochs']} epochs, best validation MSE {summary['best_val_mse']:.5f}, "
                f"{summary['seconds']:.0f} s (stopped by {summary['stopped_by']}); checkpoint: {out / 'best'}")
-
-
-def get_model_size(model: str) -> int:
-    from .configs import get_model_config
-
-    return get_model_config(model).image_size
 
 
 @main.command("evaluate")

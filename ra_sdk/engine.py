@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,7 @@ def read_engine(path: str | Path) -> Engine:
                 members[name] = data
     except EngineError:
         raise
-    except (zipfile.BadZipFile, EOFError, zlib_error()) as err:
+    except (zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise EngineError(f"{path}: not a readable engine file (truncated or not a zip: {err})") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
         raise EngineError(f"{path}: invalid meta.json ({type(err).__name__}: {err})") from None
@@ -185,12 +186,6 @@ def read_engine(path: str | Path) -> Engine:
         if net.file not in members:
             raise EngineError(f"{path}: network {name} has no checksummed file {net.file}")
     return Engine(path, meta, members)
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
 
 
 def update_meta(path: str | Path, **changes: Any) -> Engine:

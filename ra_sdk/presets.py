@@ -90,8 +90,8 @@ def normalise(image: np.ndarray, preset: Preset) -> np.ndarray:
     """Scale one 2-D image (any real dtype) to float32 in [0, 1] as the preset says."""
     img = np.asarray(image, dtype=np.float32)
     finite = np.isfinite(img)
-    if not finite.all():
-        img = np.where(finite, img, np.float32(np.nanmin(np.where(finite, img, np.inf)) if finite.any() else 0))
+    if not finite.all():  # NaN/inf pixels take the smallest finite value
+        img = np.where(finite, img, img[finite].min() if finite.any() else np.float32(0))
     lo_p, hi_p = preset.clip
     if preset.normalisation == "minmax":
         lo = float(img.min())

@@ -122,11 +122,11 @@ class TorchRunner(Runner):
         torch = require("torch", "the torch backend")
         from safetensors.torch import load as load_st
 
-        from .train.model import ReconNet, build
+        from .train.model import build, network_module
 
         net = build(engine.meta.model)
         net.load_state_dict(load_st(engine.members["model.safetensors"]))
-        module: Any = ReconNet(net) if network == "recon" else _Embed(net)
+        module: Any = network_module(net, network)
         dev = torch.device("cuda" if device == "cuda" else "cpu")
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.module = module.to(dev).eval().to(self.dtype)
@@ -180,21 +180,6 @@ class TorchRunner(Runner):
 
     def close(self) -> None:
         self._graphs.clear()
-
-
-class _Embed:
-    def __new__(cls, net: Any) -> Any:  # a tiny nn.Module made on demand (torch is lazy)
-        import torch
-
-        class Embed(torch.nn.Module):
-            def __init__(self, n: Any):
-                super().__init__()
-                self.net = n
-
-            def forward(self, x: Any) -> tuple[Any, ...]:
-                return tuple(self.net.encoder(x)[2])
-
-        return Embed(net)
 
 
 def tensorrt_runner(engine: Engine, **kw: Any) -> Runner:

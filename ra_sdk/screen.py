@@ -33,7 +33,7 @@ import numpy as np
 
 from .engine import Engine, read_engine
 from .errors import RaSdkError, ReadError
-from .io import Study, discover, read_study
+from .io import Study, discover, read_study, study_for_path
 from .pipeline import Scorer
 from .presets import prepare_stack
 from .scoring import study_score
@@ -132,9 +132,12 @@ class Screener:
             except ValueError as err:
                 p.error, p.error_kind = str(err), "bad-array"
         else:
-            study = item if isinstance(item, Study) else _study_for_path(Path(item))
-            p = _Prepared(study, study.id, [str(x) for x in study.paths])
+            if isinstance(item, Study):
+                p = _Prepared(item, item.id, [str(x) for x in item.paths])
+            else:
+                p = _Prepared(None, Path(item).name, [str(item)])
             try:
+                study = p.study or study_for_path(item)
                 sl = read_study(study, apply_voi=self.preset.apply_voi)
                 p.notes = list(sl.notes)
                 p.images, p.slice_index = prepare_stack(sl.pixels, self.preset)
@@ -241,13 +244,6 @@ class Screener:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _study_for_path(path: Path) -> Study:
-    from .io import classify
-
-    kind = classify(path) or "image"
-    return Study(id=path.name, kind=kind, paths=(path,))
 
 
 def load(engine_path: str | Path | None = None, backend: str = "auto", device: str = "auto", **kw: Any) -> Screener:

@@ -52,6 +52,9 @@ def test_load_screen_and_screen_one(screener, normal_images, tmp_path):
     assert isinstance(res[0].flagged, bool) and res[0].n_slices == 1 and res[0].max_slice == 0
     assert res[2].error and res[2].error_kind == "bad-array"
     assert res[3].error and "missing.png" in res[3].error
+    (tmp_path / "notes.txt").write_text("not an image")
+    txt = screener.screen([tmp_path / "notes.txt"])[0]
+    assert txt.score is None and "not a recognised image file" in txt.error
     one = screener.screen_one(normal_images[1], return_maps=True)
     assert one.score == pytest.approx(res[1].score, rel=1e-6)
     assert one.maps.shape == (1, 128, 128) and one.recons.shape == (1, 128, 128)

@@ -119,5 +119,23 @@ class ReconNet(nn.Module):
         return (self.net.decoder(mu), *emb)
 
 
+class FeaturesNet(nn.Module):
+    """x -> embeddings of x: the ``features`` network (the model's own perceptual network)."""
+
+    def __init__(self, net: RANet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.net.encoder(x)[2])
+
+
+def network_module(net: RANet, network: str) -> nn.Module:
+    """The exported/served module for ``network``: "recon" or "features" (eval mode)."""
+    if network not in ("recon", "features"):
+        raise ValueError(f"unknown network {network!r}; valid: recon, features")
+    return (ReconNet(net) if network == "recon" else FeaturesNet(net)).eval()
+
+
 def build(cfg: ModelConfig) -> RANet:
     return RANet(cfg)

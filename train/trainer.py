@@ -376,8 +376,6 @@ class Trainer:
                 if cfg.max_minutes and time.perf_counter() - t0 > 60 * cfg.max_minutes:
                     stop_reason = "time budget"
                     break
-            else:
-                pass
             if stop_reason != "epochs":
                 break
             if self.step % steps_per_epoch == 0 or self.step >= total:

@@ -1,7 +1,7 @@
 """Reading users' files: DICOM, NIfTI, PNG/JPEG/TIFF, and study discovery."""
 
 from .dicom import decode as read_dicom
-from .discovery import classify, discover, read_folder_images, read_path, read_study
+from .discovery import classify, discover, read_folder_images, read_path, read_study, study_for_path
 from .nifti import read_nifti
 from .raster import read_raster
 from .study import Slices, Study
@@ -17,4 +17,5 @@ __all__ = [
     "read_path",
     "read_raster",
     "read_study",
+    "study_for_path",
 ]

@@ -114,13 +114,18 @@ def read_study(study: Study, *, apply_voi: bool = True) -> Slices:
     raise ReadError(study.paths[0], f"unknown study kind {study.kind!r}")
 
 
-def read_path(path: str | Path, *, apply_voi: bool = True) -> Slices:
-    """Decode one file of any supported format."""
+def study_for_path(path: str | Path) -> Study:
+    """One file as a study of its own (id = its name); ReadError for unknown formats."""
     path = Path(path)
     kind = classify(path)
     if kind is None:
         raise ReadError(path, "not a recognised image file (expected DICOM, NIfTI, PNG, JPEG or TIFF)")
-    return read_study(Study(id=path.name, kind=kind, paths=(path,)), apply_voi=apply_voi)
+    return Study(id=path.name, kind=kind, paths=(path,))
+
+
+def read_path(path: str | Path, *, apply_voi: bool = True) -> Slices:
+    """Decode one file of any supported format."""
+    return read_study(study_for_path(path), apply_voi=apply_voi)
 
 
 def read_folder_images(folder: str | Path, preset: Preset) -> np.ndarray:
