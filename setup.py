@@ -33,7 +33,7 @@ EXTRAS = {
     "gpu": ["cupy-cuda12x>=13", "onnxruntime-gpu>=1.17"],
     "trt": ["tensorrt>=10"],
     "train": ["torch>=2.2", "onnx>=1.15", "safetensors>=0.4"],
-    "report": ["highdicom>=0.22"],
+    "dicom": ["highdicom>=0.22"],  # DICOM Secondary Capture + SEG outputs
     "dev": [
         "pytest>=7",
         "ruff>=0.5",
@@ -43,6 +43,7 @@ EXTRAS = {
         "scikit-learn>=1.3",
         "build>=1.0",
         "highdicom>=0.22",
+        "selenium>=4.20",  # drives Debian's chromium + chromedriver in the report tests
     ],
 }
 

@@ -17,7 +17,7 @@ EXTRA_OF = {
     "cupy": ("cupy", "gpu"),
     "skimage": ("scikit-image", "dev"),
     "scipy": ("scipy", "dev"),
-    "highdicom": ("highdicom", "report"),
+    "highdicom": ("highdicom", "dicom"),
 }
 
 

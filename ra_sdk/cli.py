@@ -88,7 +88,9 @@ def read_cmd(path: Path) -> None:
 @click.option("--save-maps", is_flag=True, help="Write maps/<study>.npy and an overlay PNG per study.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip studies a previous run into --out finished.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal only).")
-def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, device: str, batch_size: int, workers: int, threshold: float | None, save_maps: bool, resume: bool, progress: bool | None) -> None:
+@click.option("--report", "report", is_flag=True, help="Also write OUT/report.html, the HTML worklist (previews in OUT/previews/).")
+@click.option("--dicom-out", "dicom_out", type=click.Choice(["none", "flagged", "all"]), default="none", show_default=True, help="DICOM Secondary Capture + SEG per DICOM study into OUT/dicom/ (needs ra-sdk[dicom]).")
+def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, device: str, batch_size: int, workers: int, threshold: float | None, save_maps: bool, resume: bool, progress: bool | None, report: bool, dicom_out: str) -> None:
     """Screen every study under STUDIES; results sorted by score in OUT/results.csv.
 
     Exit status: 0 all studies screened, 3 some studies failed (each has a row with the
@@ -98,8 +100,12 @@ def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, devi
 
     _check_writable(out)
     screener = Screener(engine, backend=backend, device=device, batch_size=batch_size, threshold=threshold)
-    summary, _ = run(studies, out, screener, workers=workers, resume=resume, save=save_maps, progress=progress)
+    summary, _ = run(studies, out, screener, workers=workers, resume=resume, save=save_maps, progress=progress, previews=report, dicom=dicom_out)
     click.echo(summary.line())
+    if report:
+        from .report import build_report
+
+        click.echo(f"report: {build_report(out, progress=progress)}")
     sys.exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
 
 
@@ -113,6 +119,21 @@ def _check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise RaSdkError(f"{out}: output folder is not writable ({err.strerror})") from None
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="HTML file to write (default: RUN_DIR/report.html).")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="CSV with columns study and type (or label), for the ROC curve (default: a labels.csv beside the screened folder).")
+@click.option("--previews", default=500, show_default=True, help="How many of the highest-scoring studies carry a picture.")
+@click.option("--page-size", default=50, show_default=True, help="Worklist rows per page.")
+@click.option("--title", default=None, help="Page title.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar when previews are re-made (default: on a terminal only).")
+def report_cmd(run_dir: Path, out: Path | None, labels: Path | None, previews: int, page_size: int, title: str | None, progress: bool | None) -> None:
+    """Write the self-contained HTML worklist of a screening run (RUN_DIR = screen --out)."""
+    from .report import build_report
+
+    click.echo(f"report: {build_report(run_dir, out=out, labels=labels, previews=previews, page_size=page_size, title=title, progress=progress)}")
 
 
 @main.command("demo")

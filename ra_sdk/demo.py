@@ -47,7 +47,7 @@ def run_demo(out: str | Path, *, n_normal: int = 60, n_per_type: int = 12, seed:
                 detected[row["type"]].append(metrics.detected(pair[0], pair[1], pix_thr))
         r.maps = r.images = r.recons = None  # keep memory flat
 
-    summary, rows = run(out / "studies", out / "results", screener, workers=workers, resume=False, progress=progress, return_maps=True, on_result=on_result)
+    summary, rows = run(out / "studies", out / "results", screener, workers=workers, resume=False, progress=progress, return_maps=True, previews=True, on_result=on_result)
     score = {r["study"]: r["score"] for r in rows if r["score"] is not None}
     normal = np.array([score[s] for s, r in labels.items() if r["type"] == "normal" and s in score])
     table = {}
@@ -59,7 +59,10 @@ def run_demo(out: str | Path, *, n_normal: int = 60, n_per_type: int = 12, seed:
             "auroc": metrics.auroc(np.r_[normal, s], y) if len(s) and len(normal) else float("nan"),
             "detection_rate": float(np.mean(detected[t])) if detected.get(t) else float("nan"),
         }
-    return {"summary": summary, "table": table, "backend": screener.backend, "results": out / "results"}
+    from .report import build_report
+
+    report = build_report(out / "results", labels=labels_path, title="ra-sdk demo: synthetic brain MRI pathologies", progress=False)
+    return {"summary": summary, "table": table, "backend": screener.backend, "results": out / "results", "report": report}
 
 
 def format_demo(res: dict[str, Any]) -> str:
@@ -68,5 +71,5 @@ def format_demo(res: dict[str, Any]) -> str:
         det = "-" if np.isnan(r["detection_rate"]) else f"{r['detection_rate']:.2f}"
         lines.append(f"{t:<22}{r['n']:>4}{r['auroc']:>8.3f}{det:>11}")
     s = res["summary"]
-    lines += ["", s.line() + f" [backend {res['backend']}]", f"results: {res['results'] / 'results.csv'}"]
+    lines += ["", s.line() + f" [backend {res['backend']}]", f"results: {res['results'] / 'results.csv'}", f"report:  {res['report']} (open in a browser)"]
     return "\n".join(lines)

@@ -123,6 +123,21 @@ def to_model_input(image: np.ndarray, preset: Preset) -> np.ndarray:
     return np.clip(img, 0.0, 1.0).astype(np.float32, copy=False)
 
 
+def from_model_grid(a: np.ndarray, shape: tuple[int, int], preset: Preset) -> np.ndarray:
+    """Map a (size, size) array on the model grid back onto the source image grid
+    ``shape`` = (H, W): the inverse of :func:`to_model_input`'s pad and resize (bilinear)."""
+    import cv2
+
+    h, w = int(shape[0]), int(shape[1])
+    a = np.asarray(a, np.float32)
+    if preset.pad_to_square and h != w:
+        s = max(h, w)
+        top, left = (s - h) // 2, (s - w) // 2
+        big = cv2.resize(a, (s, s), interpolation=cv2.INTER_LINEAR) if a.shape != (s, s) else a
+        return np.ascontiguousarray(big[top : top + h, left : left + w])
+    return cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR) if a.shape != (h, w) else a.copy()
+
+
 def select_slices(volume: np.ndarray, preset: Preset) -> np.ndarray:
     """Indices of the axial slices of a (N, H, W) stack that the preset screens."""
     n = volume.shape[0]

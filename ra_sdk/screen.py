@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .engine import Engine, read_engine
-from .errors import RaSdkError, ReadError
+from .errors import ConfigError, RaSdkError, ReadError
 from .io import Study, discover, read_study, study_for_path
 from .pipeline import Scorer
 from .presets import prepare_stack
@@ -63,6 +63,7 @@ class StudyResult:
     images: np.ndarray | None = None  # (n_slices, H, W) model inputs, on request
     recons: np.ndarray | None = None  # (n_slices, H, W) pseudo-healthy reconstructions, on request
     slices: np.ndarray | None = None  # index in the study of each screened slice, on request
+    outputs: list[str] = field(default_factory=list)  # files written for this study (DICOM SC/SEG)
 
     def row(self) -> dict[str, Any]:
         """The CSV/JSONL record (no arrays)."""
@@ -77,6 +78,7 @@ class StudyResult:
             "error_kind": self.error_kind,
             "notes": "; ".join(self.notes),
             "paths": ";".join(self.paths),
+            **({"outputs": self.outputs} if self.outputs else {}),
         }
 
 
@@ -321,22 +323,80 @@ class RunSummary:
         return {**dataclasses.asdict(self), "images_per_s": self.images_per_s}
 
 
-def save_maps(out: Path, r: StudyResult) -> None:
-    """Raw map of the driving slice (.npy) and an overlay PNG: image | reconstruction | map."""
-    import cv2
+def driving_index(r: StudyResult) -> int:
+    """Position, among the result's screened slices, of the slice that drove the score."""
+    assert r.maps is not None
+    if r.slices is not None and r.max_slice is not None:
+        where = np.nonzero(np.asarray(r.slices) == r.max_slice)[0]
+        if where.size:
+            return int(where[0])
+    return int(np.argmax([m.max() for m in r.maps]))
 
+
+def _preview(r: StudyResult, pixel_threshold: float) -> np.ndarray:
+    from .overlay import preview_panels
+
+    assert r.maps is not None and r.images is not None and r.recons is not None
+    k = driving_index(r)
+    return preview_panels(r.images[k], r.recons[k], r.maps[k], pixel_threshold)
+
+
+def save_maps(out: Path, r: StudyResult, pixel_threshold: float = float("nan")) -> None:
+    """Raw maps of the screened slices (.npy) and a PNG of the driving slice:
+    input | pseudo-healthy reconstruction | heatmap overlay."""
     from .io.write import write_png
 
-    assert r.maps is not None and r.images is not None and r.recons is not None and r.max_slice is not None
-    k = int(np.argmax([m.max() for m in r.maps])) if r.maps.ndim == 3 else 0
     name = safe_name(r.study)
     (out / "maps").mkdir(exist_ok=True)
+    assert r.maps is not None
     np.save(out / "maps" / f"{name}.npy", r.maps.astype(np.float32), allow_pickle=False)
-    img, rec, amap = r.images[k], r.recons[k], r.maps[k]
-    heat = cv2.applyColorMap((np.clip(amap / max(float(amap.max()), 1e-12), 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
-    grey = lambda a: cv2.cvtColor((np.clip(a, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)  # noqa: E731
-    overlay = cv2.addWeighted(grey(img), 0.6, heat, 0.4, 0)
-    write_png(out / "maps" / f"{name}.png", np.concatenate([grey(img), grey(rec), overlay], 1))
+    write_png(out / "maps" / f"{name}.png", _preview(r, pixel_threshold)[..., ::-1])
+
+
+PREVIEWS = "previews"
+
+
+def write_preview(out: Path, r: StudyResult, pixel_threshold: float) -> Path:
+    """``previews/<study>.jpg``, the small picture the HTML report embeds."""
+    from .overlay import encode_jpeg
+
+    path = out / PREVIEWS / f"{safe_name(r.study)}.jpg"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(encode_jpeg(_preview(r, pixel_threshold)))
+    return path
+
+
+def _write_dicom(out: Path, study: Study, r: StudyResult, screener: Screener) -> list[str]:
+    """SC + SEG for one DICOM study under ``dicom/<study>/``; relative paths written."""
+    from .dicom_out import write_study_outputs
+
+    assert r.maps is not None and r.slices is not None and r.max_slice is not None
+    cal = screener.engine.meta.calibration
+    files = write_study_outputs(
+        study.paths, r.maps, r.slices, r.max_slice, screener.preset,
+        cal.pixel_threshold if cal else float("nan"), out / "dicom" / safe_name(r.study),
+        score=r.score, percentile=r.percentile, apply_voi=screener.preset.apply_voi,
+    )
+    return [f.relative_to(out).as_posix() for f in files]
+
+
+def write_run_info(out: Path, studies_root: Path, screener: Screener) -> None:
+    """``run.json``: what the report header shows (engine, calibration, backend, threshold)."""
+    from ._version import __version__
+    from .engine import describe
+
+    info = {
+        "studies_root": str(Path(studies_root).resolve()),
+        "engine": describe(screener.engine),
+        "backend": screener.backend,
+        "threshold": screener.threshold,
+        "ra_sdk": __version__,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    _atomic_write(out / "run.json", json.dumps(info, indent=2, default=str) + "\n")
+
+
+DICOM_MODES = ("none", "flagged", "all")
 
 
 def run(
@@ -349,13 +409,29 @@ def run(
     save: bool = False,
     progress: bool | None = None,
     return_maps: bool = False,
+    previews: bool = False,
+    dicom: str = "none",
     on_result: Callable[[StudyResult], None] | None = None,
 ) -> tuple[RunSummary, list[dict[str, Any]]]:
-    """The ``ra-sdk screen`` run. Returns (summary, rows sorted by score)."""
+    """The ``ra-sdk screen`` run. Returns (summary, rows sorted by score).
+
+    ``previews`` writes ``previews/<study>.jpg`` for the HTML report; ``dicom`` ("flagged"
+    or "all") writes a Secondary Capture and a SEG per DICOM study under ``dicom/``.
+    Both are written before the study's journal line, so a resumed run never misses them.
+    """
     from tqdm import tqdm
 
+    if dicom not in DICOM_MODES:
+        raise ConfigError(f"unknown DICOM output mode {dicom!r}; valid: {', '.join(DICOM_MODES)}")
+    if dicom != "none":
+        from ._optional import require
+
+        require("highdicom", "DICOM outputs")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    write_run_info(out, Path(studies_root), screener)
+    cal = screener.engine.meta.calibration
+    pix_thr = cal.pixel_threshold if cal else float("nan")
     journal_path = out / JOURNAL
     if not resume and journal_path.exists():
         journal_path.unlink()
@@ -368,14 +444,24 @@ def run(
     bar = tqdm(total=len(studies), initial=len(studies) - len(todo), unit="study", desc="screening", disable=True if progress is False else (None if progress is None else False))
     with open(journal_path, "a", encoding="utf-8") as journal:
         last_sync = time.perf_counter()
-        for _, r in screener.stream(todo, return_maps=save or return_maps, workers=workers):
+        keep = save or return_maps or previews or dicom != "none"
+        for i, r in screener.stream(todo, return_maps=keep, workers=workers):
+            if r.error is None and r.maps is not None:
+                if save:
+                    save_maps(out, r, pix_thr)
+                if previews:
+                    write_preview(out, r, pix_thr)
+                if todo[i].kind == "dicom" and (dicom == "all" or (dicom == "flagged" and r.flagged)):
+                    try:
+                        r.outputs = _write_dicom(out, todo[i], r, screener)
+                    except RaSdkError as err:
+                        r.notes.append(f"DICOM output failed: {err}")
+                        log.warning("%s", err)
             row = r.row()
             journal.write(json.dumps(row) + "\n")
             journal.flush()  # in the OS after every study: a killed process loses nothing
             done[r.study] = row
             n_images += r.n_slices
-            if save and r.error is None:
-                save_maps(out, r)
             if on_result is not None:
                 on_result(r)
             bar.update(1)

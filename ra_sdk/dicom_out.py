@@ -1,0 +1,243 @@
+"""DICOM outputs for PACS: a Secondary Capture with the anomaly overlay burned in, and a
+DICOM Segmentation (SEG) of the thresholded anomaly map, for one screened DICOM study.
+
+Both objects belong to the source study (same StudyInstanceUID, patient and study
+modules copied from the source), live in new series with new UIDs, reference the source
+series and instances, and say "NOT FOR DIAGNOSTIC USE". Nothing else is copied from the
+source: no institution, operator, device or acquisition attributes.
+
+Needs highdicom (``pip install 'ra-sdk[dicom]'``), imported only when used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._optional import require
+from ._version import __version__
+from .errors import RaSdkError
+from .overlay import heat_overlay
+from .presets import Preset, from_model_grid, normalise
+
+DISCLAIMER = "NOT FOR DIAGNOSTIC USE"
+#: series numbers of the derived series (kept away from typical scanner numbering)
+SC_SERIES_NUMBER = 9901
+SEG_SERIES_NUMBER = 9902
+#: a Secondary Capture is upscaled so that its shorter side has at least this many pixels
+SC_MIN_SIDE = 512
+
+
+class DicomOutputError(RaSdkError):
+    """A DICOM output could not be made for one study (the run records it and goes on)."""
+
+
+@dataclass
+class _Source:
+    """The screened study's files: one (dataset, frame number) per slice of the stack."""
+
+    datasets: list[Any]  # full datasets (with pixels), one per file
+    slice_of: list[tuple[int, int]]  # slice k of the study -> (file index, 1-based frame)
+
+
+def _read_sources(paths: tuple[Path, ...] | list[Path]) -> _Source:
+    import pydicom
+
+    datasets, slice_of = [], []
+    for i, p in enumerate(paths):
+        try:
+            ds = pydicom.dcmread(p)
+        except Exception as err:  # pydicom raises many kinds on damaged files
+            raise DicomOutputError(f"{p}: cannot re-read source ({type(err).__name__}: {err})") from None
+        datasets.append(ds)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        slice_of += [(i, f + 1) for f in range(frames)]
+    return _Source(datasets, slice_of)
+
+
+def _uid() -> str:
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid())  # 2.25.<uuid>: no registered root needed
+
+
+def _banner(rgb: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Put text lines in a black band above the image (never over anatomy)."""
+    import cv2
+
+    w = rgb.shape[1]
+    scale = max(0.4, w / 900)
+    step = int(28 * scale) + 6
+    band = np.zeros((step * len(lines) + 8, w, 3), np.uint8)
+    for i, text in enumerate(lines):
+        colour = (255, 80, 80) if i == 0 else (230, 230, 230)
+        cv2.putText(band, text, (6, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, max(1, int(2 * scale)), cv2.LINE_AA)
+    return np.concatenate([band, rgb], 0)
+
+
+def _copy_identifiers(dst: Any, src: Any) -> None:
+    """Copy the patient and study identifiers highdicom may not have copied; nothing else."""
+    for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName"):
+        if kw in src and kw not in dst:
+            setattr(dst, kw, src.data_element(kw).value)
+
+
+def write_study_outputs(
+    paths: tuple[Path, ...] | list[Path],
+    maps: np.ndarray,
+    slices: np.ndarray,
+    max_slice: int,
+    preset: Preset,
+    pixel_threshold: float,
+    out_dir: str | Path,
+    *,
+    score: float | None = None,
+    percentile: float | None = None,
+    apply_voi: bool = True,
+) -> list[Path]:
+    """Write ``sc.dcm`` and ``seg.dcm`` for one screened DICOM study into ``out_dir``.
+
+    Args:
+        paths: the study's files in slice order (as discovered).
+        maps: (M, size, size) anomaly maps of the screened slices, on the model grid.
+        slices: (M,) index in the study of each screened slice.
+        max_slice: index in the study of the slice that drove the score (for the SC).
+        pixel_threshold: the engine's pixel operating point; the SEG marks map > it.
+    Returns:
+        The files written. Raises :class:`DicomOutputError` with a one-line reason.
+    """
+    try:
+        return _write(paths, maps, slices, max_slice, preset, pixel_threshold, Path(out_dir), score, percentile, apply_voi)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DicomOutputError(f"{paths[0]}: {type(err).__name__}: {first}") from None
+
+
+def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.ndarray, max_slice: int, preset: Preset, pixel_threshold: float, out_dir: Path, score: float | None, percentile: float | None, apply_voi: bool) -> list[Path]:
+    hd = require("highdicom", "DICOM outputs")
+    from pydicom.sr.codedict import codes
+
+    from .io.dicom import decode
+
+    src = _read_sources(paths)
+    if len(src.slice_of) < int(np.max(slices)) + 1:
+        raise DicomOutputError(f"{paths[0]}: study has {len(src.slice_of)} slices, the result refers to slice {int(np.max(slices))}")
+    thr = pixel_threshold if np.isfinite(pixel_threshold) else float(np.max(maps)) / 2
+
+    # ---- Secondary Capture of the slice that drove the score, overlay burned in
+    k = int(np.nonzero(np.asarray(slices) == max_slice)[0][0]) if max_slice in set(np.asarray(slices).tolist()) else int(np.argmax([m.max() for m in maps]))
+    fi, frame = src.slice_of[int(slices[k])]
+    ref = src.datasets[fi]
+    pixels = decode(Path(paths[fi]), apply_voi=apply_voi).pixels[frame - 1]
+    grey = normalise(pixels, preset)
+    amap = from_model_grid(maps[k], grey.shape, preset)
+    if min(grey.shape) < SC_MIN_SIDE:  # upscale before drawing, so outlines stay thin and smooth
+        import cv2
+
+        f = SC_MIN_SIDE / min(grey.shape)
+        size = (round(grey.shape[1] * f), round(grey.shape[0] * f))
+        grey, amap = (cv2.resize(a, size, interpolation=cv2.INTER_LINEAR) for a in (grey, amap))
+    rgb = heat_overlay(grey, amap, thr)
+    info = f"ra-sdk {__version__} anomaly map"
+    if score is not None:
+        info += f" | score {score:.4g}" + (f" (p{percentile:.0f} of normals)" if percentile is not None else "")
+    info += f" | slice {int(slices[k]) + 1} of {len(src.slice_of)}"
+    rgb = np.ascontiguousarray(_banner(rgb, [DISCLAIMER, info]))
+
+    sc = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=ref,
+        pixel_array=rgb,
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        series_instance_uid=_uid(),
+        series_number=SC_SERIES_NUMBER,
+        sop_instance_uid=_uid(),
+        instance_number=1,
+        manufacturer="ra-sdk",
+        patient_orientation=("L", "P"),
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+    )
+    _copy_identifiers(sc, ref)
+    sc.SeriesDescription = f"RA anomaly overlay - {DISCLAIMER}"
+    sc.ImageComments = f"{DISCLAIMER}. Unsupervised anomaly map (Reversed Auto-Encoder) burned in over the source slice; outlined where it exceeds the engine's pixel threshold {thr:.4g}."
+    sc.BurnedInAnnotation = "NO"  # the burned-in text names no patient
+    sc.DerivationDescription = "ra-sdk anomaly overlay"
+    sc.ImageType = ["DERIVED", "SECONDARY"]
+    sc.SourceImageSequence = [_reference(ref, frame)]
+    sc.ReferencedSeriesSequence = [_series_reference(ref, [ref])]
+    sc_path = out_dir / "sc.dcm"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sc.save_as(sc_path, enforce_file_format=True)
+
+    # ---- Segmentation of the thresholded map over every screened slice
+    multi = [ds for ds in src.datasets if int(ds.get("NumberOfFrames", 1) or 1) > 1]
+    masks: dict[tuple[int, int], np.ndarray] = {}
+    for j, s in enumerate(np.asarray(slices)):
+        fij = src.slice_of[int(s)]
+        ds = src.datasets[fij[0]]
+        masks[fij] = from_model_grid(maps[j], (int(ds.Rows), int(ds.Columns)), preset) > thr
+    if not multi:
+        source_images = [src.datasets[fi] for fi, _ in sorted(masks)]
+        mask = np.stack([masks[key] for key in sorted(masks)])
+    elif len(src.datasets) == 1:
+        ds = src.datasets[0]
+        source_images = [ds]
+        mask = np.zeros((int(ds.NumberOfFrames), int(ds.Rows), int(ds.Columns)), bool)
+        for (_, f), m in masks.items():
+            mask[f - 1] = m
+    else:
+        raise DicomOutputError(f"{paths[0]}: a SEG over several multi-frame files is not supported")
+    algorithm = hd.AlgorithmIdentificationSequence(name="ra-sdk Reversed Auto-Encoder", family=codes.DCM.ArtificialIntelligence, version=__version__)
+    segment = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="Anomaly (RA map above threshold)",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Lesion,
+        algorithm_type="AUTOMATIC",
+        algorithm_identification=algorithm,
+    )
+    seg = hd.seg.Segmentation(
+        source_images=source_images,
+        pixel_array=mask.astype(np.uint8),
+        segmentation_type="BINARY",
+        segment_descriptions=[segment],
+        series_instance_uid=_uid(),
+        series_number=SEG_SERIES_NUMBER,
+        sop_instance_uid=_uid(),
+        instance_number=1,
+        manufacturer="ra-sdk",
+        manufacturer_model_name="ra-sdk",
+        software_versions=__version__,
+        device_serial_number="0",
+        omit_empty_frames=bool(mask.any()),  # an all-empty SEG keeps its frames: "nothing above threshold"
+        series_description=f"RA anomaly segmentation - {DISCLAIMER}",
+    )
+    _copy_identifiers(seg, source_images[0])
+    seg.ContentDescription = f"{DISCLAIMER}: RA anomaly map above {thr:.4g}"[:64]
+    seg_path = out_dir / "seg.dcm"
+    seg.save_as(seg_path, enforce_file_format=True)
+    return [sc_path, seg_path]
+
+
+def _reference(ds: Any, frame: int | None = None) -> Any:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.ReferencedSOPClassUID = ds.SOPClassUID
+    item.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+    if frame is not None and int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        item.ReferencedFrameNumber = frame
+    return item
+
+
+def _series_reference(ds: Any, members: list[Any]) -> Any:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.SeriesInstanceUID = ds.SeriesInstanceUID
+    item.ReferencedInstanceSequence = [_reference(m) for m in members]
+    return item
