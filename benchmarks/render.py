@@ -97,6 +97,16 @@ def render() -> str:
             f"- peak RSS: {small:,} studies {m[str(small)]['max_rss_kb'] / 1024:.0f} MB, {large:,} studies {m[str(large)]['max_rss_kb'] / 1024:.0f} MB: **{m['ratio_large_to_small']:.3f}x**",
             "",
         ]
+    rep = _load("report_cpu.json")
+    if rep:
+        ld = rep["load"]
+        out += [
+            f"**HTML report** (this machine, {rep['machine']['cpu_count']} cores; headless Chromium; `benchmarks/results/report_cpu.json`): "
+            f"{rep['studies']:,} demo studies screened with `--report` ({rep['screen']['images_per_s']:.1f} images/s), report built in {rep['build_report_s']:.1f} s, "
+            f"file **{rep['report_bytes'] / 1e6:.1f} MB**; load {ld['wall_s']:.2f} s median of {len(ld['wall_s_runs'])} (script ready at {ld['ready_s']:.2f} s), "
+            f"JS heap **{ld['js_heap_used_bytes'] / 1e6:.1f} MB**; next page {ld['next_page_s'] * 1e3:.0f} ms.",
+            "",
+        ]
     sp = _load("speed_cpu.json")
     if sp:
         m = sp["machine"]

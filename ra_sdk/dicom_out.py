@@ -61,7 +61,7 @@ def _read_sources(paths: tuple[Path, ...] | list[Path]) -> _Source:
 def _uid() -> str:
     from pydicom.uid import generate_uid
 
-    return str(generate_uid())  # 2.25.<uuid>: no registered root needed
+    return str(generate_uid(prefix=None))  # 2.25.<uuid>: no registered root needed
 
 
 def _banner(rgb: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -78,9 +78,48 @@ def _banner(rgb: np.ndarray, lines: list[str]) -> np.ndarray:
     return np.concatenate([band, rgb], 0)
 
 
+#: what a derived object carries over from its source: the patient and study identifiers
+IDENTITY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName")
+
+
+def _identity(src: Any) -> Any:
+    """A dataset holding only the source's patient and study identifiers (and its
+    modality), so that nothing else (institution, operator, station...) can be copied."""
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    for kw in (*IDENTITY, "Modality", "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID"):
+        if kw in src:
+            setattr(ds, kw, src.data_element(kw).value)
+    return ds
+
+
+#: what the SEG builder may read from a source image besides its identity: geometry and
+#: pixel description (highdicom copies more than the patient and study modules otherwise)
+GEOMETRY = (
+    "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "PositionReferenceIndicator",
+    "Modality", "SeriesNumber", "InstanceNumber", "Rows", "Columns", "PixelSpacing", "ImageOrientationPatient",
+    "ImagePositionPatient", "SliceThickness", "SpacingBetweenSlices", "SamplesPerPixel", "PhotometricInterpretation",
+    "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "NumberOfFrames",
+    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+)
+
+
+def _geometry(src: Any) -> Any:
+    """A copy of a source image with only its identity, geometry and pixel description."""
+    from pydicom.dataset import FileMetaDataset
+
+    ds = _identity(src)
+    for kw in GEOMETRY:
+        if kw in src:
+            ds[kw] = src[kw]
+    ds.file_meta = FileMetaDataset(src.file_meta)
+    return ds
+
+
 def _copy_identifiers(dst: Any, src: Any) -> None:
     """Copy the patient and study identifiers highdicom may not have copied; nothing else."""
-    for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName"):
+    for kw in IDENTITY:
         if kw in src and kw not in dst:
             setattr(dst, kw, src.data_element(kw).value)
 
@@ -148,7 +187,7 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
     rgb = np.ascontiguousarray(_banner(rgb, [DISCLAIMER, info]))
 
     sc = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=ref,
+        ref_dataset=_identity(ref),
         pixel_array=rgb,
         photometric_interpretation="RGB",
         bits_allocated=8,
@@ -172,6 +211,7 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
     sc_path = out_dir / "sc.dcm"
     out_dir.mkdir(parents=True, exist_ok=True)
     sc.save_as(sc_path, enforce_file_format=True)
+    _read_back(sc_path, sc, rgb.shape)
 
     # ---- Segmentation of the thresholded map over every screened slice
     multi = [ds for ds in src.datasets if int(ds.get("NumberOfFrames", 1) or 1) > 1]
@@ -201,7 +241,7 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
         algorithm_identification=algorithm,
     )
     seg = hd.seg.Segmentation(
-        source_images=source_images,
+        source_images=[_geometry(ds) for ds in source_images],
         pixel_array=mask.astype(np.uint8),
         segmentation_type="BINARY",
         segment_descriptions=[segment],
@@ -220,7 +260,21 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
     seg.ContentDescription = f"{DISCLAIMER}: RA anomaly map above {thr:.4g}"[:64]
     seg_path = out_dir / "seg.dcm"
     seg.save_as(seg_path, enforce_file_format=True)
+    _read_back(seg_path, seg, None)
     return [sc_path, seg_path]
+
+
+def _read_back(path: Path, written: Any, shape: tuple[int, ...] | None) -> None:
+    """Read a written object back with pydicom: same identity, decodable pixels."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        if ds.get(kw) != written.get(kw):
+            raise DicomOutputError(f"{path}: {kw} reads back as {ds.get(kw)!r}, wrote {written.get(kw)!r}")
+    pixels = ds.pixel_array
+    if shape is not None and pixels.shape != shape:
+        raise DicomOutputError(f"{path}: pixels read back as {pixels.shape}, wrote {shape}")
 
 
 def _reference(ds: Any, frame: int | None = None) -> Any:

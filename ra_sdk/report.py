@@ -438,6 +438,7 @@ document.getElementById("d-prev").addEventListener("click",()=>step(-1));documen
 document.getElementById("detail").addEventListener("click",e=>{if(e.target.id==="detail")close();});
 document.addEventListener("keydown",e=>{if(cur<0)return;if(e.key==="Escape")close();else if(e.key==="ArrowRight")step(1);else if(e.key==="ArrowLeft")step(-1);});
 render();
+document.body.dataset.readyMs=String(performance.now());
 document.body.dataset.ready="1";
 })();
 </script></body></html>

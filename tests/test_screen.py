@@ -210,3 +210,4 @@ def test_demo_command_prints_the_table(tmp_path):
     for t in ("mass", "atrophy", "artefacts"):
         assert t in r.output
     assert "images/s" in r.output and (tmp_path / "d" / "results" / "results.csv").exists()
+    assert (tmp_path / "d" / "results" / "report.html").exists() and "report.html" in r.output
