@@ -7,11 +7,12 @@ an optional progress bar. Checkpoints are safetensors + JSON (train/checkpoint.p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,19 @@ def _kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
 
 
+@contextlib.contextmanager
+def _frozen(module: torch.nn.Module) -> Iterator[None]:
+    """No weight gradients for ``module`` inside the block (gradients still flow through it)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 def embedding_loss(real: Sequence[torch.Tensor], rec: Sequence[torch.Tensor]) -> torch.Tensor:
     """Sum over scales of 0.5 * MSE + mean(1 - cosine similarity) (per image, flattened)."""
     total = torch.zeros((), device=real[0].device)
@@ -228,12 +242,14 @@ class Trainer:
         b = x.shape[0]
         noise = torch.randn(b, self.model_cfg.zdim, device=self.device, generator=self.gen)
 
-        # Encoder step.
-        with self._autocast():
+        # Encoder step (decoder frozen, as in the paper's code: gradients flow through the
+        # decoder into the encoder, but no decoder weight gradients are computed).
+        with _frozen(D), self._autocast():
+            with torch.no_grad():
+                fake = D(noise)  # only ever used detached here
             mu, logvar, emb_x = E(x)
             z = rp(mu, logvar, self.gen)
             rec = D(z)
-            fake = D(noise)
             loss_rec = _sse(x, rec).mean()
             kl_real = _kl(mu, logvar).mean()
             # One encoder pass over the detached reconstruction serves the introspective
@@ -248,15 +264,12 @@ class Trainer:
             expelbo_fake = torch.exp(-2 * s * elbo_fake).mean()
             l_emb = embedding_loss(emb_x, emb_rec)
             loss_e = s * (cfg.beta_rec * loss_rec + cfg.beta_kl * kl_real) + 0.25 * (expelbo_rec + expelbo_fake) + cfg.emb_weight * l_emb
-        self.opt_e.zero_grad(set_to_none=True)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_e.backward()
+            self.opt_e.zero_grad(set_to_none=True)
+            loss_e.backward()
         self.opt_e.step()
 
         # Decoder step (encoder frozen).
-        for p in E.parameters():
-            p.requires_grad_(False)
-        try:
+        with _frozen(E):
             with self._autocast():
                 fake = D(noise)
                 rec = D(z.detach())
@@ -275,17 +288,14 @@ class Trainer:
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
-        finally:
-            for p in E.parameters():
-                p.requires_grad_(True)
         return {
             "loss_e": float(loss_e.detach()),
             "loss_d": float(loss_d.detach()),
-            "rec_mse": float(loss_rec) / x[0].numel(),
-            "kl": float(kl_real),
-            "expelbo_rec": float(expelbo_rec),
-            "expelbo_fake": float(expelbo_fake),
-            "emb": float(l_emb),
+            "rec_mse": float(loss_rec.detach()) / x[0].numel(),
+            "kl": float(kl_real.detach()),
+            "expelbo_rec": float(expelbo_rec.detach()),
+            "expelbo_fake": float(expelbo_fake.detach()),
+            "emb": float(l_emb.detach()),
         }
 
     # ----------------------------------------------------------------- the loop
