@@ -234,7 +234,7 @@ class Trainer:
         loss.backward()
         self.opt_e.step()
         self.opt_d.step()
-        return {"loss": float(loss.detach()), "rec_mse": float(F.mse_loss(rec.detach().float(), x.float())), "kl": float(kl)}
+        return {"loss": float(loss.detach()), "rec_mse": float(F.mse_loss(rec.detach().float(), x.float())), "kl": float(kl.detach())}
 
     def _ra_step(self, x: torch.Tensor) -> dict[str, float]:
         cfg, s = self.cfg, self.scale
