@@ -20,7 +20,7 @@ import numpy as np
 from ._optional import require
 from ._version import __version__
 from .errors import RaSdkError
-from .overlay import heat_overlay
+from .overlay import driving_index, heat_overlay
 from .presets import Preset, from_model_grid, normalise
 
 DISCLAIMER = "NOT FOR DIAGNOSTIC USE"
@@ -62,6 +62,29 @@ def _uid() -> str:
     from pydicom.uid import generate_uid
 
     return str(generate_uid(prefix=None))  # 2.25.<uuid>: no registered root needed
+
+
+#: patient direction of +x, +y, +z (DICOM LPS) and of their negatives
+_AXIS_LETTERS = (("L", "R"), ("P", "A"), ("H", "F"))
+
+
+def patient_orientation(ds: Any) -> tuple[str, str]:
+    """(row direction, column direction) letters of an image, for PatientOrientation:
+    the source's own PatientOrientation, else the dominant axes of its
+    ImageOrientationPatient, else the axial default ("L", "P")."""
+    po = ds.get("PatientOrientation")
+    if po is not None and len(po) == 2 and all(str(v) for v in po):
+        return str(po[0]), str(po[1])
+    iop = ds.get("ImageOrientationPatient")
+    if iop is not None and len(iop) == 6:
+
+        def letter(v: np.ndarray) -> str:
+            i = int(np.argmax(np.abs(v)))
+            return _AXIS_LETTERS[i][0 if v[i] > 0 else 1]
+
+        cos = np.asarray([float(x) for x in iop])
+        return letter(cos[:3]), letter(cos[3:])
+    return "L", "P"
 
 
 def _banner(rgb: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -167,7 +190,7 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
     thr = pixel_threshold if np.isfinite(pixel_threshold) else float(np.max(maps)) / 2
 
     # ---- Secondary Capture of the slice that drove the score, overlay burned in
-    k = int(np.nonzero(np.asarray(slices) == max_slice)[0][0]) if max_slice in set(np.asarray(slices).tolist()) else int(np.argmax([m.max() for m in maps]))
+    k = driving_index(slices, max_slice, maps)
     fi, frame = src.slice_of[int(slices[k])]
     ref = src.datasets[fi]
     pixels = decode(Path(paths[fi]), apply_voi=apply_voi).pixels[frame - 1]
@@ -197,7 +220,7 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
         sop_instance_uid=_uid(),
         instance_number=1,
         manufacturer="ra-sdk",
-        patient_orientation=("L", "P"),
+        patient_orientation=patient_orientation(ref),
         transfer_syntax_uid="1.2.840.10008.1.2.1",
     )
     _copy_identifiers(sc, ref)

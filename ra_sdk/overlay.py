@@ -7,6 +7,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def driving_index(slices: np.ndarray | None, max_slice: int | None, maps: np.ndarray) -> int:
+    """Position, among a study's screened slices, of the slice that drove its score
+    (``max_slice`` is an index in the study); the slice with the hottest map otherwise."""
+    if slices is not None and max_slice is not None:
+        where = np.nonzero(np.asarray(slices) == max_slice)[0]
+        if where.size:
+            return int(where[0])
+    return int(np.argmax([float(m.max()) for m in maps]))
+
+
 def heat_overlay(grey: np.ndarray, amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
     """RGB uint8: a grey image in [0, 1] with the anomaly map blended in as a heatmap
     (saturating at twice the pixel threshold, transparent below half of it) and the

@@ -323,21 +323,11 @@ class RunSummary:
         return {**dataclasses.asdict(self), "images_per_s": self.images_per_s}
 
 
-def driving_index(r: StudyResult) -> int:
-    """Position, among the result's screened slices, of the slice that drove the score."""
-    assert r.maps is not None
-    if r.slices is not None and r.max_slice is not None:
-        where = np.nonzero(np.asarray(r.slices) == r.max_slice)[0]
-        if where.size:
-            return int(where[0])
-    return int(np.argmax([m.max() for m in r.maps]))
-
-
 def _preview(r: StudyResult, pixel_threshold: float) -> np.ndarray:
-    from .overlay import preview_panels
+    from .overlay import driving_index, preview_panels
 
     assert r.maps is not None and r.images is not None and r.recons is not None
-    k = driving_index(r)
+    k = driving_index(r.slices, r.max_slice, r.maps)
     return preview_panels(r.images[k], r.recons[k], r.maps[k], pixel_threshold)
 
 

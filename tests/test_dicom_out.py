@@ -95,6 +95,7 @@ def test_outputs_read_back_and_reference_their_source(screened):
         assert DISCLAIMER in sc.ImageComments
         assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == src[r["max_slice"]].SOPInstanceUID
         assert sc.pixel_array.shape[2] == 3 and min(sc.pixel_array.shape[:2]) >= 512
+        assert list(sc.PatientOrientation) == ["L", "P"]  # axial sources
         assert seg.FrameOfReferenceUID == src[0].FrameOfReferenceUID
         assert (seg.Rows, seg.Columns) == (src[0].Rows, src[0].Columns)
 
@@ -177,3 +178,21 @@ def test_a_failed_output_is_a_note_and_the_run_goes_on(tmp_path, monkeypatch):
 def test_missing_source_is_a_one_line_error(tmp_path):
     with pytest.raises(DicomOutputError, match=r"gone\.dcm"):
         write_study_outputs([tmp_path / "gone.dcm"], np.zeros((1, 128, 128), np.float32), np.array([0]), 0, get_preset("brain-mri-t1"), 1.0, tmp_path / "o")
+
+
+def test_patient_orientation_follows_the_source():
+    from pydicom.dataset import Dataset
+
+    from ra_sdk.dicom_out import patient_orientation
+
+    def ds(**kw):
+        d = Dataset()
+        for k, v in kw.items():
+            setattr(d, k, v)
+        return d
+
+    assert patient_orientation(ds(ImageOrientationPatient=[1, 0, 0, 0, 1, 0])) == ("L", "P")  # axial
+    assert patient_orientation(ds(ImageOrientationPatient=[1, 0, 0, 0, 0, -1])) == ("L", "F")  # coronal
+    assert patient_orientation(ds(ImageOrientationPatient=[0, 1, 0, 0, 0, -1])) == ("P", "F")  # sagittal
+    assert patient_orientation(ds(ImageOrientationPatient=[-0.9, 0.1, 0, 0, -1, 0])) == ("R", "A")
+    assert patient_orientation(ds(PatientOrientation=["A", "F"], ImageOrientationPatient=[1, 0, 0, 0, 1, 0])) == ("A", "F")
