@@ -18,6 +18,7 @@ import csv
 import html
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -302,14 +303,16 @@ def build_report(
         head_rows.append(("labels", f"{labels_path.name}: {label_stats.get('n_labelled', 0)} labelled, {label_stats.get('n_anomalous', 0)} anomalous{extra}"))
     header = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in head_rows)
     title = title or f"ra-sdk worklist: {run_dir.resolve().name}"
-    page = (
-        _TEMPLATE.replace("%%TITLE%%", html.escape(title))
-        .replace("%%HEADER%%", header)
-        .replace("%%CHARTS%%", label_html)
-        .replace("%%GENERATED%%", html.escape(f"generated {time.strftime('%Y-%m-%d %H:%M')} by ra-sdk {__version__}"))
-        .replace("%%DATA%%", _script_json(data))
-        .replace("%%PICS%%", _script_json(pics))
-    )
+    values = {
+        "TITLE": html.escape(title),
+        "HEADER": header,
+        "CHARTS": label_html,
+        "GENERATED": html.escape(f"generated {time.strftime('%Y-%m-%d %H:%M')} by ra-sdk {__version__}"),
+        "DATA": _script_json(data),
+        "PICS": _script_json(pics),
+    }
+    # one pass: text that came from the run (titles, paths) is never substituted again
+    page = re.sub(r"%%([A-Z]+)%%", lambda m: values[m.group(1)], _TEMPLATE)
     path = Path(out) if out else run_dir / REPORT
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")

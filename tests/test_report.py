@@ -112,6 +112,9 @@ def test_cli_screen_report_and_dicom_out_flagged(tmp_path):
     assert r.exit_code == 0, r.output
     text = (tmp_path / "r.html").read_text()
     assert "ward 3" in text and len(_data(text, "pics")) == 3 and _data(text, "data")["pageSize"] == 7
+    r = CliRunner().invoke(main, ["report", str(out), "--out", str(tmp_path / "t.html"), "--title", "<b>%%DATA%%</b>"])
+    text = (tmp_path / "t.html").read_text()
+    assert r.exit_code == 0 and "&lt;b&gt;%%DATA%%&lt;/b&gt;" in text and "<b>" not in text
 
 
 def test_script_json_cannot_close_the_script():
