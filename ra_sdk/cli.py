@@ -164,8 +164,10 @@ def demo_cmd(out: Path, n_normal: int, n_per_type: int, backend: str, device: st
 @click.option("--device", default="auto", show_default=True)
 @click.option("--resume/--no-resume", default=True, show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@click.option("--patience", default=5, show_default=True, help="Stop after this many epochs without a better validation loss (0: never).")
+@click.option("--init", "init_from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Start from this checkpoint's weights (fine-tuning; fresh optimisers).")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
-def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs: int, batch_size: int, lr: float, pool_size: int, max_minutes: float, device: str, resume: bool, seed: int, out: Path) -> None:
+def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs: int, batch_size: int, lr: float, pool_size: int, max_minutes: float, device: str, resume: bool, seed: int, patience: int, init_from: Path | None, out: Path) -> None:
     """Train RA (or the AE / VAE baseline) on normal images; checkpoints in OUT/best and OUT/last."""
     from ._optional import require
     from .configs import get_model_config
@@ -176,7 +178,7 @@ def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs:
 
     if demo == (data is not None):
         raise ConfigError("give exactly one of --data DIR and --demo")
-    cfg = TrainConfig(objective=objective, model=model, epochs=epochs, batch_size=batch_size, lr=lr, pool_size=pool_size, max_minutes=max_minutes, seed=seed)
+    cfg = TrainConfig(objective=objective, model=model, epochs=epochs, batch_size=batch_size, lr=lr, pool_size=pool_size, max_minutes=max_minutes, seed=seed, patience=patience, init_from=str(init_from or ""))
     size = get_model_config(model).image_size
     if demo:
         train, val = make_pool("train", pool_size, seed=seed, size=size), make_pool("val", cfg.val_size, seed=seed, size=size)

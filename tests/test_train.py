@@ -182,3 +182,18 @@ def test_ra_step_matches_the_plain_reference(tmp_path, batch):
     for (name, a), (_, b) in zip(tr.net.state_dict().items(), ref_net.state_dict().items(), strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=0), (name, float((a - b).abs().max()))
     assert all(p.requires_grad for p in tr.net.parameters())
+
+
+def test_init_from_warm_starts_and_refuses_another_config(tmp_path, batch):
+    from ra_sdk.errors import ConfigError
+
+    a = _small_trainer(tmp_path / "a", "ae")
+    a.train_step(batch)
+    a._save("best")
+    b = _small_trainer(tmp_path / "b", "ra", init_from=str(tmp_path / "a" / "ae" / "best"), seed=7)
+    for (name, x), (_, y) in zip(a.net.state_dict().items(), b.net.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+    if "test-32b" not in ra_sdk.configs._MODELS:
+        ra_sdk.configs.register_model(ra_sdk.configs.ModelConfig("test-32b", channels=(8, 16, 32), zdim=16, image_size=32))
+    with pytest.raises(ConfigError, match="another config"):
+        Trainer(TrainConfig(objective="ra", model="test-32b", init_from=str(tmp_path / "a" / "ae" / "best")), tmp_path / "c", device="cpu", progress=False)

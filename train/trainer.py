@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ra_sdk.configs import get_model_config
+from ra_sdk.configs import ModelConfig, get_model_config
 from ra_sdk.errors import ConfigError
 from ra_sdk.presets import get_preset
 
@@ -56,6 +56,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # on CUDA
     workers: int = 0  # processes making the augmented pool (0 = in-process)
+    init_from: str = ""  # start from this checkpoint's weights (fresh optimisers); "" = random init
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -193,6 +194,8 @@ class Trainer:
         self.net: RANet = build(self.model_cfg).to(self.device)
         if self.cuda and cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # runtime API, not in the stubs
+        if cfg.init_from:
+            self._init_from(Path(cfg.init_from))
         self.opt_e = torch.optim.Adam(self.net.encoder.parameters(), lr=cfg.lr)
         self.opt_d = torch.optim.Adam(self.net.decoder.parameters(), lr=cfg.lr)
         self.gen = torch.Generator(device=self.device)
@@ -323,6 +326,15 @@ class Trainer:
             optimizers={"opt_e": self.opt_e, "opt_d": self.opt_d},
             rng=rng,
         )
+
+    def _init_from(self, path: Path) -> None:
+        """Warm start (fine-tuning): the weights of another checkpoint of the same model
+        config; optimisers start fresh. A later :meth:`resume` from ``out/last`` wins."""
+        weights, config = ckpt.load_weights(path)
+        if ModelConfig.from_dict(config["model"]) != self.model_cfg:
+            raise ConfigError(f"{path}: --init checkpoint is a {config.get('model', {}).get('name', '?')} model with another config; this run trains {self.model_cfg.name}")
+        self.net.load_state_dict(weights)
+        log.info("initialised from %s", path)
 
     def resume(self) -> bool:
         """Continue from ``out/last`` when it exists; True when resumed."""
