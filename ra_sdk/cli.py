@@ -100,8 +100,12 @@ def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, devi
 
     _check_writable(out)
     screener = Screener(engine, backend=backend, device=device, batch_size=batch_size, threshold=threshold)
-    summary, _ = run(studies, out, screener, workers=workers, resume=resume, save=save_maps, progress=progress, previews=report, dicom=dicom_out)
+    summary, rows = run(studies, out, screener, workers=workers, resume=resume, save=save_maps, progress=progress, previews=report, dicom=dicom_out)
     click.echo(summary.line())
+    if dicom_out != "none":
+        done = sum(1 for r in rows if r.get("outputs"))
+        failed = sum(1 for r in rows if "DICOM output failed" in (r.get("notes") or ""))
+        click.echo(f"DICOM outputs: SC + SEG for {done} studies in {out / 'dicom'}" + (f"; {failed} failed (see notes)" if failed else ""))
     if report:
         from .report import build_report
 

@@ -104,6 +104,7 @@ def test_cli_screen_report_and_dicom_out_flagged(tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert "report: " in r.output and (out / "report.html").exists()
+    assert "DICOM outputs: SC + SEG for" in r.output
     rows = [json.loads(x) for x in open(out / "results.jsonl")]
     with_dicom = {x["study"] for x in rows if x.get("outputs")}
     expect = {x["study"] for x in rows if x["flagged"] and x["paths"].endswith(".dcm")}
