@@ -397,7 +397,7 @@ function render(){
   page=Math.min(Math.max(page,0),pages-1);
   const part=view.slice(page*D.pageSize,(page+1)*D.pageSize);
   const frag=document.createDocumentFragment();
-  for(const x of part){const r=x.r,tr=el("tr");tr.dataset.index=x.i;
+  for(const x of part){const r=x.r,tr=el("tr");tr.dataset.index=x.i;tr.tabIndex=0;
     tr.appendChild(el("td","num",x.i+1));
     const th=el("td"),box=el("div","thumb"),src=pic(x.i);
     if(src){const im=el("img");im.loading="lazy";im.alt="map";im.src=src;box.appendChild(im);}else box.textContent=r[C.error]?"failed":"no preview";
@@ -436,6 +436,7 @@ document.getElementById("q").addEventListener("input",e=>{query=e.target.value;a
 document.getElementById("prev").addEventListener("click",()=>{page--;render();window.scrollTo(0,0);});
 document.getElementById("next").addEventListener("click",()=>{page++;render();window.scrollTo(0,0);});
 tbody.addEventListener("click",e=>{const tr=e.target.closest("tr");if(tr)open(Number(tr.dataset.index));});
+tbody.addEventListener("keydown",e=>{if(e.key!=="Enter")return;const tr=e.target.closest("tr");if(tr)open(Number(tr.dataset.index));});
 document.getElementById("d-close").addEventListener("click",close);
 document.getElementById("d-prev").addEventListener("click",()=>step(-1));document.getElementById("d-next").addEventListener("click",()=>step(1));
 document.getElementById("detail").addEventListener("click",e=>{if(e.target.id==="detail")close();});
