@@ -1,7 +1,7 @@
 """Accuracy suite: RA vs AE vs VAE on the synthetic pathology suite, and the ablation of
 each part of the score (perceptual option, CLAHE, perceptual term, aggregation).
 
-    python -m benchmarks.bench_accuracy --ckpt ra=models/ra-tiny-brain-v0 --ckpt ae=PATH --ckpt vae=PATH \
+    python -m benchmarks.bench_accuracy --ckpt ra=ra_sdk/data/ra_brain_demo.onnx-bundle --ckpt ae=PATH --ckpt vae=PATH \
         [--n-normal 120 --n-per-type 24] --out benchmarks/results/accuracy.json
 
 Needs the ``train`` extra (torch) to run the checkpoints; scoring is the CPU path.

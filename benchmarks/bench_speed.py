@@ -14,7 +14,7 @@ from pathlib import Path
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint", default="models/ra-tiny-brain-v0")
+    ap.add_argument("--checkpoint", default="ra_sdk/data/ra_brain_demo.onnx-bundle", help="checkpoint folder or engine file (default: the bundled engine, which keeps its weights)")
     ap.add_argument("--out", default="benchmarks/results/speed_cpu.json")
     args = ap.parse_args()
     from ra_sdk.export.onnx_export import export_checkpoint

@@ -24,7 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--checkpoint", default="models/ra-tiny-brain-v0")
+    ap.add_argument("--checkpoint", default="ra_sdk/data/ra_brain_demo.onnx-bundle", help="checkpoint folder or engine file (default: the bundled engine, which keeps its weights)")
     args = ap.parse_args()
     from ra_sdk.export.onnx_export import export_checkpoint
 

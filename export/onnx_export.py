@@ -57,9 +57,14 @@ def to_onnx(net: Any, network: str = "recon", *, opset: int = OPSET, metadata: d
     x = torch.rand(2, cfg.in_channels, cfg.image_size, cfg.image_size)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{network}.onnx"
+        # PRESERVE + no constant folding: BatchNorm is not folded into the convolutions, so
+        # every weight stays an initializer under its state-dict name and the engine file is
+        # a complete checkpoint (train.checkpoint.weights_from_engine). ONNX Runtime and
+        # TensorRT fuse Conv+BN themselves when they load the graph.
         torch.onnx.export(
             module, (x,), str(path), input_names=["x"], output_names=names, opset_version=opset,
             dynamic_axes={"x": {0: "batch"}, **{n: {0: "batch"} for n in names}}, dynamo=False,
+            training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False,
         )
         model = onnx.load(str(path))
     for k, v in {"ra_sdk.version": __version__, "ra_sdk.network": network, "ra_sdk.model": json.dumps(cfg.to_dict()), **(metadata or {})}.items():
@@ -120,7 +125,8 @@ def export_checkpoint(
     include_weights: bool = False,
     parity_images: np.ndarray | None = None,
 ) -> Path:
-    """The whole chain: checkpoint folder -> checked ONNX networks -> ``out`` bundle.
+    """The whole chain: checkpoint (a folder, or an engine file to re-export) -> checked
+    ONNX networks -> ``out`` bundle.
 
     The ``features`` network is added when the score config uses it. Calibration is added
     later by :func:`ra_sdk.calibration.calibrate` (never baked into the graph).
@@ -144,7 +150,12 @@ def export_checkpoint(
         if fp16:
             members[f"{name}_fp16.onnx"] = to_fp16(blob)
             nets[f"{name}_fp16"] = Network(f"{name}_fp16.onnx", {"x": shape}, output_names(name, len(cfg.channels)), "fp16")
-    weights = (checkpoint / "model.safetensors").read_bytes()
+    if checkpoint.is_file():  # an engine file: the weights it keeps, as safetensors
+        from safetensors.torch import save as save_st
+
+        weights = save_st({k: v.contiguous() for k, v in net.state_dict().items()})
+    else:
+        weights = (checkpoint / "model.safetensors").read_bytes()
     if include_weights:
         members["model.safetensors"] = weights
     meta = EngineMeta(
@@ -155,8 +166,9 @@ def export_checkpoint(
         networks=nets,
         versions=_versions(),
         source={
-            "checkpoint": checkpoint.name,
-            "checkpoint_sha256": sha256(weights),
+            # re-exporting an engine keeps the provenance of the checkpoint it came from
+            "checkpoint": config.get("engine_source", {}).get("checkpoint", checkpoint.name),
+            "checkpoint_sha256": config.get("engine_source", {}).get("checkpoint_sha256", sha256(weights)),
             "objective": config.get("train", {}).get("objective"),
             "progress": config.get("progress", {}),
             "parity_max_abs": parity,

@@ -169,7 +169,7 @@ def demo_cmd(out: Path, n_normal: int, n_per_type: int, backend: str, device: st
 @click.option("--resume/--no-resume", default=True, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--patience", default=5, show_default=True, help="Stop after this many epochs without a better validation loss (0: never).")
-@click.option("--init", "init_from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Start from this checkpoint's weights (fine-tuning; fresh optimisers).")
+@click.option("--init", "init_from", type=click.Path(exists=True, path_type=Path), default=None, help="Start from the weights of this checkpoint folder or engine file (fine-tuning; fresh optimisers).")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs: int, batch_size: int, lr: float, pool_size: int, max_minutes: float, device: str, resume: bool, seed: int, patience: int, init_from: Path | None, out: Path) -> None:
     """Train RA (or the AE / VAE baseline) on normal images; checkpoints in OUT/best and OUT/last."""
@@ -198,7 +198,7 @@ def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs:
 
 
 @main.command("evaluate")
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path), help="Checkpoint folder, or an engine file (its weights).")
 @click.option("--studies", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="A demo-studies folder (labels.csv, studies/, masks/).")
 @click.option("--perceptual", type=click.Choice(["structural", "features", "none"]), default="structural", show_default=True)
 @click.option("--aggregation", type=click.Choice(["mean", "topk", "max"]), default="mean", show_default=True)
@@ -231,7 +231,7 @@ def evaluate_cmd(checkpoint: Path, studies: Path, perceptual: str, aggregation: 
 
 @main.command("bench")
 @click.option("--engine", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Engine file (default: the bundled demo engine).")
-@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="The engine's checkpoint, for the research-pipeline baseline.")
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), default=None, help="The engine's checkpoint (folder or engine file), for the research-pipeline baseline.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True)
 @click.option("--quick", is_flag=True, help="Fewer repeats.")
 def bench_cmd(engine: Path | None, checkpoint: Path | None, out: Path, quick: bool) -> None:
@@ -246,7 +246,7 @@ def bench_cmd(engine: Path | None, checkpoint: Path | None, out: Path, quick: bo
 
 
 @main.command("export")
-@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle to write (e.g. model.onnx-bundle).")
 @click.option("--perceptual", type=click.Choice(["structural", "features", "none"]), default="structural", show_default=True)
 @click.option("--aggregation", type=click.Choice(["mean", "topk", "max"]), default="mean", show_default=True)

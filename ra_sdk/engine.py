@@ -134,9 +134,9 @@ def write_engine(path: str | Path, meta: EngineMeta, members: dict[str, bytes]) 
     meta.checksums = {name: sha256(data) for name, data in members.items()}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("meta.json", json.dumps(meta.to_dict(), indent=2))
-        for name, data in members.items():
-            zf.writestr(name, data)
+        # fixed member dates: the same content gives the same bytes (reproducible engines)
+        for name, data in {"meta.json": json.dumps(meta.to_dict(), indent=2).encode(), **members}.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
     os.replace(tmp, path)
     return path
 

@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# Regenerate the bundled demo engine from the checkpoint in models/ (needs the train extra):
-# export (parity-checked against PyTorch), then calibrate on the embedded validation split.
+# Regenerate the bundled demo engine (needs the train extra): export (parity-checked against
+# PyTorch), then calibrate on the embedded validation split.
+#
+#   bash scripts/make_demo_engine.sh [SOURCE]
+#
+# SOURCE is a checkpoint folder (e.g. OUT/ra/best from scripts/gpu_train.py, for a new
+# model) or an engine file; by default the bundled engine itself, whose recon network keeps
+# every weight by name, so the demo model is stored in git once, as its engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ra-sdk export models/ra-tiny-brain-v0 --out ra_sdk/data/ra_brain_demo.onnx-bundle --perceptual features --aggregation topk
-ra-sdk calibrate ra_sdk/data/ra_brain_demo.onnx-bundle --normals embedded -n 256
+ENGINE=ra_sdk/data/ra_brain_demo.onnx-bundle
+SOURCE=${1:-$ENGINE}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+ra-sdk export "$SOURCE" --out "$TMP/demo.onnx-bundle" --perceptual features --aggregation topk
+ra-sdk calibrate "$TMP/demo.onnx-bundle" --normals embedded -n 256
+mv "$TMP/demo.onnx-bundle" "$ENGINE"

@@ -17,7 +17,7 @@ from ra_sdk.pipeline import Scorer
 from ra_sdk.scoring import ScoreConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-CKPT = ROOT / "models" / "ra-tiny-brain-v0"
+CKPT = ROOT / "ra_sdk" / "data" / "ra_brain_demo.onnx-bundle"  # the bundled engine keeps its weights
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
@@ -192,3 +192,55 @@ def test_calibrate_from_a_folder_of_normal_studies(bundle, tmp_path):
     shutil.copy(bundle, copy)
     eng = calibrate(copy, tmp_path / "normals", backend="onnxruntime", device="cpu")
     assert len(eng.meta.calibration.normal_scores) == 12 and "normals: 12 images" in eng.meta.calibration.source
+
+
+def test_an_engine_is_a_checkpoint_bit_for_bit_and_reexports_identically(tmp_path):
+    """The recon network keeps every weight by name: the state dict comes back exactly
+    (BN step counters excepted), and re-exporting the engine gives the same bytes."""
+    from ra_sdk.export.onnx_export import export_checkpoint
+    from ra_sdk.train import checkpoint as ckpt
+    from ra_sdk.train import load_model
+    from ra_sdk.train.model import build
+
+    from ra_sdk.configs import get_model_config
+    from ra_sdk.presets import get_preset
+
+    torch.manual_seed(3)
+    cfg = get_model_config("ra-tiny")
+    net = build(cfg)
+    for m in net.modules():  # non-trivial BN statistics, so that a fold would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    ckpt.save(tmp_path / "ck", net, model_config=cfg, preset=get_preset("brain-mri-t1").to_dict(), train_config={"objective": "ra"}, progress={"step": 7})
+    a = export_checkpoint(tmp_path / "ck", tmp_path / "a.onnx-bundle")
+    b = export_checkpoint(a, tmp_path / "b.onnx-bundle")
+    assert a.read_bytes() == b.read_bytes()
+    weights, config = ckpt.load_weights(a)
+    original = net.state_dict()
+    assert set(weights) == set(original)
+    for k, v in original.items():
+        if not k.endswith("num_batches_tracked"):
+            assert torch.equal(weights[k], v), k
+    assert config["progress"] == {"step": 7} and config["model"] == cfg.to_dict()
+    rebuilt, _ = load_model(a)
+    x = torch.rand(2, 1, 128, 128)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.reconstruct(x)[0], net.eval().reconstruct(x)[0])
+
+
+def test_an_engine_with_folded_weights_is_a_clear_error(tmp_path):
+    import io
+
+    from ra_sdk.train import checkpoint as ckpt
+    from ra_sdk.train.model import network_module
+
+    eng = read_engine(CKPT)
+    net, _ = ckpt.load_model(CKPT)
+    buf = io.BytesIO()  # the exporter's default: BatchNorm folded into the convolutions
+    torch.onnx.export(network_module(net, "recon"), (torch.rand(1, 1, 128, 128),), buf, input_names=["x"], opset_version=17, dynamo=False)
+    members = dict(eng.members)
+    members[eng.meta.networks["recon"].file] = buf.getvalue()
+    write_engine(tmp_path / "old.onnx-bundle", eng.meta, members)
+    with pytest.raises(ckpt.CheckpointError, match="does not keep the weight"):
+        ckpt.load_weights(tmp_path / "old.onnx-bundle")

@@ -3,6 +3,11 @@
 ``<dir>/model.safetensors``   network weights (and BN buffers)
 ``<dir>/state.safetensors``   optimiser moments and RNG state (for resuming)
 ``<dir>/config.json``         model, preprocessing preset, training config, progress
+
+An exported engine file (``.onnx-bundle``) is a checkpoint too: its ``recon`` network
+keeps every weight under its state-dict name (see ``ra_sdk.export.onnx_export.to_onnx``),
+so :func:`load_weights` and :func:`load_model` rebuild the PyTorch network from it. The
+bundled demo model is therefore stored once, as its engine.
 """
 
 from __future__ import annotations
@@ -108,12 +113,64 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def weights_from_engine(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state dict, config) recovered from an engine file's fp32 ``recon`` ONNX network.
+
+    Every parameter and BN statistic is an initializer (or an Identity of one) named
+    ``net.<state-dict key>``;
+    BN step counters (``num_batches_tracked``, unused at inference) come back as 0.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from ra_sdk.engine import EngineError, read_engine
+
+    from .model import build
+
+    try:
+        eng = read_engine(path)
+        blob = eng.network("recon")[1]
+    except EngineError as err:
+        raise CheckpointError(str(err)) from None
+    graph = onnx.load_from_string(blob).graph
+    init = {i.name: i for i in graph.initializer}
+    # The exporter merges weights with equal values into one initializer and keeps each
+    # merged weight's name as an Identity of it (e.g. the all-ones BN weights of a new net).
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in init:
+            init.setdefault(node.output[0], init[node.input[0]])
+    expected = build(eng.meta.model).state_dict()
+    weights: dict[str, torch.Tensor] = {}
+    for key, ref in expected.items():
+        if key.endswith("num_batches_tracked"):
+            weights[key] = torch.zeros_like(ref)
+        elif f"net.{key}" in init:
+            weights[key] = torch.from_numpy(np.array(numpy_helper.to_array(init[f"net.{key}"])))
+        else:
+            raise CheckpointError(f"{path}: its recon network does not keep the weight {key!r} by name (exported by an older ra-sdk); re-export it from its checkpoint")
+    source = eng.meta.source or {}
+    config = {
+        "format": "ra-sdk-checkpoint/1",
+        "model": eng.meta.model.to_dict(),
+        "preset": eng.meta.preset.to_dict(),
+        "train": {"objective": source.get("objective")},
+        "progress": source.get("progress", {}),
+        "optimizers": {},
+        "engine_source": source,  # provenance of the weights (original checkpoint name, sha256)
+    }
+    return weights, config
+
+
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(state dict, config) of a checkpoint, through safetensors only (never unpickles)."""
+    """(state dict, config) of a checkpoint folder or an engine file, through safetensors
+    and ONNX only (never unpickles)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
+    if path.is_file():
+        return weights_from_engine(path)
     config = read_config(path)
     try:
         return load_file(str(path / "model.safetensors")), config
@@ -122,7 +179,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 
 
 def load_model(path: str | Path, *, device: str = "cpu") -> tuple[RANet, dict[str, Any]]:
-    """Rebuild the network of a checkpoint and load its weights (eval mode)."""
+    """Rebuild the network of a checkpoint folder or engine file and load its weights (eval mode)."""
     from .model import build
 
     weights, config = load_weights(path)
