@@ -19,7 +19,7 @@ import numpy as np
 
 from ._optional import require
 from ._version import __version__
-from .errors import RaSdkError
+from .errors import RaSdkError, ReadError
 from .overlay import driving_index, heat_overlay
 from .presets import Preset, from_model_grid, normalise
 
@@ -44,14 +44,14 @@ class _Source:
 
 
 def _read_sources(paths: tuple[Path, ...] | list[Path]) -> _Source:
-    import pydicom
+    from .io.dicom import dcmread
 
     datasets, slice_of = [], []
     for i, p in enumerate(paths):
         try:
-            ds = pydicom.dcmread(p)
-        except Exception as err:  # pydicom raises many kinds on damaged files
-            raise DicomOutputError(f"{p}: cannot re-read source ({type(err).__name__}: {err})") from None
+            ds = dcmread(Path(p))
+        except ReadError as err:
+            raise DicomOutputError(f"cannot re-read the source: {err}") from None
         datasets.append(ds)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         slice_of += [(i, f + 1) for f in range(frames)]
@@ -182,7 +182,7 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
     hd = require("highdicom", "DICOM outputs")
     from pydicom.sr.codedict import codes
 
-    from .io.dicom import decode
+    from .io.dicom import decode_dataset
 
     src = _read_sources(paths)
     if len(src.slice_of) < int(np.max(slices)) + 1:
@@ -193,7 +193,7 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
     k = driving_index(slices, max_slice, maps)
     fi, frame = src.slice_of[int(slices[k])]
     ref = src.datasets[fi]
-    pixels = decode(Path(paths[fi]), apply_voi=apply_voi).pixels[frame - 1]
+    pixels = decode_dataset(ref, Path(paths[fi]), apply_voi=apply_voi).pixels[frame - 1]
     grey = normalise(pixels, preset)
     amap = from_model_grid(maps[k], grey.shape, preset)
     if min(grey.shape) < SC_MIN_SIDE:  # upscale before drawing, so outlines stay thin and smooth

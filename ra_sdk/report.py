@@ -14,7 +14,6 @@ engine when it is still reachable.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 import logging
@@ -63,20 +62,19 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def read_labels_csv(path: Path) -> dict[str, bool]:
-    """study id -> anomalous, from a CSV with columns ``study`` and ``type`` (or ``label``)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        key = "type" if "type" in cols else "label" if "label" in cols else None
-        if "study" not in cols or key is None:
-            raise ConfigError(f"{path}: a labels CSV needs the columns 'study' and 'type' (or 'label'), got {cols}")
-        return {r["study"]: r[key].strip().lower() not in NORMAL_LABELS for r in reader}
+def read_labels_csv(path: Path) -> tuple[dict[str, bool], dict[str, str]]:
+    """(study id -> anomalous, study id -> type) from a CSV with columns ``study`` and
+    ``type`` (or ``label``); types only from a ``type`` column."""
+    from .data.demo import read_labels
 
-
-def read_types_csv(path: Path) -> dict[str, str]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return {r["study"]: r["type"] for r in csv.DictReader(fh) if "type" in r}
+    rows = read_labels(path)
+    cols = set(rows[0]) if rows else set()
+    key = "type" if "type" in cols else "label" if "label" in cols else None
+    if rows and ("study" not in cols or key is None):
+        raise ConfigError(f"{path}: a labels CSV needs the columns 'study' and 'type' (or 'label'), got {sorted(cols)}")
+    anomalous = {r["study"]: (r[key] or "").strip().lower() not in NORMAL_LABELS for r in rows} if key else {}
+    types = {r["study"]: r["type"] for r in rows} if key == "type" else {}
+    return anomalous, types
 
 
 def find_labels(run: dict[str, Any] | None) -> Path | None:
@@ -266,8 +264,7 @@ def build_report(
             log.info("made %d missing previews", made)
 
     labels_path = Path(labels) if labels else find_labels(run)
-    label_of: dict[str, bool] = read_labels_csv(labels_path) if labels_path else {}
-    type_of: dict[str, str] = read_types_csv(labels_path) if labels_path else {}
+    label_of, type_of = read_labels_csv(labels_path) if labels_path else ({}, {})
     threshold = run.get("threshold") if run else None
     label_html, label_stats = _label_section(rows, label_of, type_of, threshold)
     if not label_html:

@@ -247,3 +247,17 @@ def test_report_for_10000_studies_pages_in_chromium(chrome, tmp_path, screened):
     assert _cells(_rows(chrome)[0])[0] == "501"
     assert chrome.execute_script("return document.querySelectorAll('#worklist img').length") == 0
     assert chrome.execute_script("return document.getElementsByTagName('*').length") < 1500  # one page in the DOM, not 10,000 rows
+
+
+def test_labels_csv_with_label_column_and_a_bad_one(tmp_path):
+    from ra_sdk.errors import ConfigError
+    from ra_sdk.report import read_labels_csv
+
+    p = tmp_path / "l.csv"
+    p.write_text("study,label\na.png,1\nb.png,normal\nc.png,lesion\n")
+    assert read_labels_csv(p) == ({"a.png": True, "b.png": False, "c.png": True}, {})
+    p.write_text("study,type\na.png,mass\nb.png,normal\n")
+    assert read_labels_csv(p) == ({"a.png": True, "b.png": False}, {"a.png": "mass", "b.png": "normal"})
+    p.write_text("name,kind\na.png,mass\n")
+    with pytest.raises(ConfigError, match="needs the columns"):
+        read_labels_csv(p)

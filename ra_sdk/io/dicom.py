@@ -129,7 +129,11 @@ def decode(path: Path, *, apply_voi: bool = True) -> Slices:
     """
 
     path = Path(path)
-    ds = dcmread(path)
+    return decode_dataset(dcmread(path), path, apply_voi=apply_voi)
+
+
+def decode_dataset(ds: Any, path: Path, *, apply_voi: bool = True) -> Slices:
+    """:func:`decode` for a dataset already read (with its pixel data) from ``path``."""
     try:
         if not _has_pixels(ds):
             raise NotAnImageError(path, f"not an image: {_describe(ds)} has no pixel data")
