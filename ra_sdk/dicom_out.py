@@ -140,13 +140,6 @@ def _geometry(src: Any) -> Any:
     return ds
 
 
-def _copy_identifiers(dst: Any, src: Any) -> None:
-    """Copy the patient and study identifiers highdicom may not have copied; nothing else."""
-    for kw in IDENTITY:
-        if kw in src and kw not in dst:
-            setattr(dst, kw, src.data_element(kw).value)
-
-
 def write_study_outputs(
     paths: tuple[Path, ...] | list[Path],
     maps: np.ndarray,
@@ -223,7 +216,6 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
         patient_orientation=patient_orientation(ref),
         transfer_syntax_uid="1.2.840.10008.1.2.1",
     )
-    _copy_identifiers(sc, ref)
     sc.SeriesDescription = f"RA anomaly overlay - {DISCLAIMER}"
     sc.ImageComments = f"{DISCLAIMER}. Unsupervised anomaly map (Reversed Auto-Encoder) burned in over the source slice; outlined where it exceeds the engine's pixel threshold {thr:.4g}."
     sc.BurnedInAnnotation = "NO"  # the burned-in text names no patient
@@ -279,7 +271,6 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
         omit_empty_frames=bool(mask.any()),  # an all-empty SEG keeps its frames: "nothing above threshold"
         series_description=f"RA anomaly segmentation - {DISCLAIMER}",
     )
-    _copy_identifiers(seg, source_images[0])
     seg.ContentDescription = f"{DISCLAIMER}: RA anomaly map above {thr:.4g}"[:64]
     seg_path = out_dir / "seg.dcm"
     seg.save_as(seg_path, enforce_file_format=True)

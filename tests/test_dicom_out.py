@@ -91,6 +91,11 @@ def test_outputs_read_back_and_reference_their_source(screened):
             assert DISCLAIMER in obj.SeriesDescription
             assert obj.ReferencedSeriesSequence[0].SeriesInstanceUID == src[0].SeriesInstanceUID
             assert {i.ReferencedSOPInstanceUID for i in obj.ReferencedSeriesSequence[0].ReferencedInstanceSequence} <= src_uids
+        from ra_sdk.dicom_out import IDENTITY
+
+        for kw in IDENTITY:  # the patient and study identifiers travel with the objects
+            if kw in src[0]:
+                assert str(sc.get(kw)) == str(src[0].get(kw)) and str(seg.get(kw)) == str(src[0].get(kw)), kw
         assert sc.SeriesInstanceUID != seg.SeriesInstanceUID
         assert DISCLAIMER in sc.ImageComments
         assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == src[r["max_slice"]].SOPInstanceUID
