@@ -59,6 +59,9 @@ setup(
         "ra_sdk.io",
         "ra_sdk.data",
         "ra_sdk.scoring",
+        "ra_sdk.scoring.cpu",
+        "ra_sdk.runners",
+        "ra_sdk.report",
         "ra_sdk.export",
         "ra_sdk.train",
         "ra_sdk.kernels",
@@ -72,6 +75,7 @@ setup(
     package_data={
         "ra_sdk.kernels": ["*.cu", "*.cuh"],
         "ra_sdk.data": ["*.npz", "*.txt", "*.json", "*.onnx-bundle"],
+        "ra_sdk.report": ["*.html"],
         "ra_sdk": ["py.typed"],
     },
     install_requires=CORE,

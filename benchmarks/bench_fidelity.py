@@ -27,7 +27,7 @@ def run(bundle: Path, studies: Path, pairs: list[tuple[str, dict, dict]], out: P
     from ra_sdk import metrics
     from ra_sdk.engine import read_engine
     from ra_sdk.evaluation import load_labelled_studies, study_scores
-    from ra_sdk.pipeline import Scorer
+    from ra_sdk.scorer import Scorer
 
     eng = read_engine(bundle)
     images, owner, rows = load_labelled_studies(studies, eng.meta.preset)
@@ -39,7 +39,7 @@ def run(bundle: Path, studies: Path, pairs: list[tuple[str, dict, dict]], out: P
         if label not in cache:
             with Scorer(eng, **kw) as sc:
                 maps, s, _ = sc.score(images)
-            cache[label] = (maps, study_scores(s, owner, len(rows)))
+            cache[label] = (maps, study_scores(s, owner, len(rows), eng.meta.score))
         return cache[label]
 
     res: dict = {"suite": "fidelity", "machine": machine(), "studies": len(rows), "images": len(images), "threshold": thr, "comparisons": {}, **(extra or {})}
@@ -73,7 +73,7 @@ def main() -> None:
     from ra_sdk.export.onnx_export import export_checkpoint
 
     from ra_sdk.calibration import calibrate
-    from ra_sdk.data.demo import write_demo_studies
+    from ra_sdk.data.demo_studies import write_demo_studies
     from ra_sdk.scoring import ScoreConfig
 
     with tempfile.TemporaryDirectory() as tmp:

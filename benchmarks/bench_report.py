@@ -36,7 +36,7 @@ def main() -> None:
 
     from selenium.webdriver.common.by import By
 
-    from ra_sdk.data.demo import DemoSpec, write_demo_studies
+    from ra_sdk.data.demo_studies import DemoSpec, write_demo_studies
     from ra_sdk.data.pathology import TYPES
     from ra_sdk.report import build_report
     from ra_sdk.screen import Screener, run
@@ -51,11 +51,11 @@ def main() -> None:
         res["write_studies_s"] = time.perf_counter() - t
         print(f"wrote {args.n} demo studies in {res['write_studies_s']:.0f} s", flush=True)
         s = Screener(None, backend="onnxruntime", device="cpu")
-        summary, _ = run(root / "studies", root / "out", s, previews=True, progress=False)
+        summary, _ = run(root / "studies", root / "out", s, previews=True)
         res["screen"] = summary.to_dict()
         print(f"screen --report: {summary.line()}", flush=True)
         t = time.perf_counter()
-        path = build_report(root / "out", progress=False)
+        path = build_report(root / "out")
         res["build_report_s"] = time.perf_counter() - t
         res["report_bytes"] = path.stat().st_size
         print(f"report: {path.stat().st_size / 1e6:.2f} MB, built in {res['build_report_s']:.2f} s", flush=True)

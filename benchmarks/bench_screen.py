@@ -39,7 +39,7 @@ def child_screen(studies: str, out: str, batch: int) -> None:
     from ra_sdk.screen import Screener, run
 
     s = Screener(None, backend="onnxruntime", device="cpu", batch_size=batch)
-    summary, _ = run(studies, out, s, resume=False, progress=False)
+    summary, _ = run(studies, out, s, resume=False)
     print(json.dumps({"max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "images_per_s": summary.images_per_s, "studies": summary.studies}))
 
 
@@ -73,7 +73,7 @@ def main() -> None:
         write_studies(tmp_p / "tp", 512, pool)
         e2e = []
         for rep in range(3):
-            summary, _ = run(tmp_p / "tp", tmp_p / f"tp_out{rep}", s, resume=False, progress=False)
+            summary, _ = run(tmp_p / "tp", tmp_p / f"tp_out{rep}", s, resume=False)
             e2e.append(summary.images_per_s)
         res["throughput"] = {
             "engine_plus_score_images_per_s": len(x) / eng["median_s"], "engine_plus_score": eng,

@@ -29,7 +29,7 @@ def main() -> None:
         bundle = Path(tmp) / "all.onnx-bundle"
         export_checkpoint(args.checkpoint, bundle, score=score, fp16=True, include_weights=True)
         calibrate(bundle, "embedded", n=256, backend="onnxruntime", device="cpu")
-        res = run_suite(engine=bundle, checkpoint=args.checkpoint)
+        res = run_suite(engine=bundle)
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(format_suite(res))
 

@@ -29,9 +29,9 @@ def main() -> None:
     from ra_sdk.export.onnx_export import export_checkpoint
 
     from ra_sdk.calibration import calibrate
-    from ra_sdk.data.demo import write_demo_studies
+    from ra_sdk.data.demo_studies import write_demo_studies
     from ra_sdk.engine import read_engine
-    from ra_sdk.pipeline import Scorer
+    from ra_sdk.scorer import Scorer
     from ra_sdk.scoring import ScoreConfig
 
     res: dict = {"suite": "gpu_engine", "machine": machine()}

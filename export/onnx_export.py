@@ -18,27 +18,19 @@ from typing import Any
 import numpy as np
 
 from ra_sdk import __version__
+from ra_sdk._optional import import_onnxruntime
 from ra_sdk.configs import ModelConfig
-from ra_sdk.engine import EngineMeta, Network, sha256, write_engine
-from ra_sdk.errors import RaSdkError
-from ra_sdk.presets import Preset
+from ra_sdk.engine import EngineMeta, Network, network_spec, output_names, sha256, write_engine
+from ra_sdk.errors import ExportError
+from ra_sdk.preprocess import Preset
 from ra_sdk.scoring import ScoreConfig
 
 log = logging.getLogger(__name__)
 OPSET = 17
 
 
-class ExportError(RaSdkError):
-    """Export failed or the exported graph does not match PyTorch."""
-
-
-def output_names(network: str, n_scales: int) -> list[str]:
-    embs = [f"emb{i}" for i in range(n_scales)]
-    return ["x_ph", *embs] if network == "recon" else embs
-
-
 def _module(net: Any, network: str) -> Any:
-    from ra_sdk.train.model import network_module
+    from ra_sdk.network import network_module
 
     return network_module(net, network)
 
@@ -76,8 +68,9 @@ def to_onnx(net: Any, network: str = "recon", *, opset: int = OPSET, metadata: d
 
 def check_parity(net: Any, network: str, onnx_bytes: bytes, images: np.ndarray | None = None, *, atol: float = 1e-4) -> dict[str, float]:
     """Max abs difference of every output, ONNX Runtime (CPU) vs PyTorch; raises above atol."""
-    import onnxruntime as ort
     import torch
+
+    ort = import_onnxruntime()
 
     cfg: ModelConfig = net.cfg
     if images is None:
@@ -98,6 +91,8 @@ def to_fp16(onnx_bytes: bytes) -> bytes:
     """FP16 weights and arithmetic with float32 inputs and outputs (how TensorRT 11, which
     is strongly typed only, takes FP16)."""
     import onnx
+
+    import_onnxruntime()  # telemetry off before the library loads
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load_from_string(onnx_bytes), keep_io_types=True)
@@ -141,15 +136,14 @@ def export_checkpoint(
     members: dict[str, bytes] = {}
     nets: dict[str, Network] = {}
     parity: dict[str, Any] = {}
-    shape = [-1, cfg.in_channels, cfg.image_size, cfg.image_size]
     for name in networks:
         blob = to_onnx(net, name)
         parity[name] = check_parity(net, name, blob, parity_images)
         members[f"{name}.onnx"] = blob
-        nets[name] = Network(f"{name}.onnx", {"x": shape}, output_names(name, len(cfg.channels)), "fp32")
+        nets[name] = network_spec(cfg, name, file=f"{name}.onnx")
         if fp16:
             members[f"{name}_fp16.onnx"] = to_fp16(blob)
-            nets[f"{name}_fp16"] = Network(f"{name}_fp16.onnx", {"x": shape}, output_names(name, len(cfg.channels)), "fp16")
+            nets[f"{name}_fp16"] = network_spec(cfg, name, file=f"{name}_fp16.onnx", precision="fp16")
     if checkpoint.is_file():  # an engine file: the weights it keeps, as safetensors
         from safetensors.torch import save as save_st
 

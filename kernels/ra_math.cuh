@@ -10,8 +10,13 @@
 
 namespace ra {
 
-constexpr int kGrey = 16384;           // scikit-image's NR_OF_GRAY (2^14 levels)
-constexpr int kBins = 256;             // equalize_adapthist's default nbins
+// The CLAHE constants come from ra_sdk/spec.py, the one place the CPU path reads them too:
+// kernels/_build.py passes them to NVRTC, scripts/compile_kernels.sh to nvcc.
+#if !defined(RA_CLAHE_GREY) || !defined(RA_CLAHE_BINS)
+#error "compile with -DRA_CLAHE_GREY=<levels> -DRA_CLAHE_BINS=<bins> (ra_sdk.kernels._build.SPEC_DEFINES)"
+#endif
+constexpr int kGrey = RA_CLAHE_GREY;   // scikit-image's NR_OF_GRAY (2^14 levels)
+constexpr int kBins = RA_CLAHE_BINS;   // equalize_adapthist's default nbins
 constexpr int kBinSize = 1 + kGrey / kBins;  // 65: grey level -> bin
 
 // numpy.pad(mode="reflect"): mirror without repeating the edge, d c b | a b c d | c b a.

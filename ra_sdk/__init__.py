@@ -20,7 +20,7 @@ from .errors import (
     UnsupportedCodecError,
     UnsupportedFormatError,
 )
-from .presets import Preset, get_preset, list_presets
+from .preprocess import Preset, get_preset, list_presets
 
 
 def load(engine_path=None, backend: str = "auto", device: str = "auto", **kw):  # type: ignore[no-untyped-def]
@@ -46,14 +46,22 @@ def info() -> dict:
 
 
 __all__ = [
+    "AccessError",
+    "CheckpointError",
     "ConfigError",
     "CorruptFileError",
+    "DeviceError",
+    "DicomOutputError",
+    "EngineError",
+    "ExportError",
     "MissingDependencyError",
     "ModelConfig",
+    "NoSignalError",
     "NotAnImageError",
     "Preset",
     "RaSdkError",
     "ReadError",
+    "TooLargeError",
     "UnsupportedCodecError",
     "UnsupportedFormatError",
     "__version__",

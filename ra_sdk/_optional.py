@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from types import ModuleType
 
 from .errors import MissingDependencyError
@@ -38,3 +39,16 @@ def require(name: str, purpose: str = "") -> ModuleType:
     except ImportError as err:
         dist, extra = EXTRA_OF.get(name, (name, "dev"))
         raise MissingDependencyError(dist, extra, purpose) from err
+
+
+def import_onnxruntime() -> ModuleType:
+    """onnxruntime with its telemetry off.
+
+    ONNX Runtime 1.2x on Linux records a device id and events (Python path, OS, CPU) in
+    ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/`` unless ``ORT_DISABLE_TELEMETRY`` is
+    set before the library loads; ``disable_telemetry_events()`` does not stop it. A
+    medical tool writes nothing outside its output folder, so the variable is set here,
+    first (a user's explicit setting wins).
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    return importlib.import_module("onnxruntime")

@@ -113,17 +113,18 @@ def reference_pipeline(net: Any, config: Any) -> Callable[[np.ndarray], float]:
     return run
 
 
-def run_suite(*, engine: str | Path | None = None, checkpoint: str | Path | None = None, batches: tuple[int, ...] = (1, 8, 32, 64),
+def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1, 8, 32, 64),
               n_studies: int = 60, baseline_images: int = 48, quick: bool = False) -> dict[str, Any]:
     """The standard suite; returns the JSON-ready result."""
     from .data import DEMO_ENGINE
     from .data.augment import normal_batch
-    from .data.demo import DemoSpec, write_demo_studies
+    from .data.demo_studies import DemoSpec, write_demo_studies
     from .engine import read_engine
     from .evaluation import load_labelled_studies
-    from .pipeline import Scorer
+    from .run import run
     from .runners import list_backends
-    from .screen import Screener, run
+    from .scorer import Scorer
+    from .screen import Screener
 
     eng = read_engine(engine or DEMO_ENGINE)
     res: dict[str, Any] = {"suite": "speed", "machine": machine(), "engine": str(engine or DEMO_ENGINE.name), "runners": {}, "notes": []}
@@ -132,11 +133,12 @@ def run_suite(*, engine: str | Path | None = None, checkpoint: str | Path | None
     combos = [("onnxruntime", "cpu", "fp32")]
     if any(k.endswith("_fp16") for k in eng.meta.networks):
         combos.append(("onnxruntime", "cpu", "fp16"))
-    if "model.safetensors" in eng.members and is_installed("torch"):
+    torch_ok = is_installed("torch") and ("model.safetensors" in eng.members or is_installed("onnx"))
+    if torch_ok:
         combos.append(("torch", "cpu", "fp32"))
     from .info import cuda_driver
 
-    if cuda_driver()[0] and is_installed("cupy") and "model.safetensors" in eng.members and is_installed("torch"):
+    if cuda_driver()[0] and is_installed("cupy") and torch_ok:
         import cupy
 
         sync = cupy.cuda.Device().synchronize
@@ -158,24 +160,24 @@ def run_suite(*, engine: str | Path | None = None, checkpoint: str | Path | None
         write_demo_studies(root, DemoSpec(n_normal=n_studies, n_per_type=max(1, n_studies // 10), n_volumes=2))
         screener = Screener(eng, backend="onnxruntime", device="cpu")
         ref = None
-        if checkpoint and is_installed("torch") and is_installed("skimage") and is_installed("scipy"):
+        if torch_ok and is_installed("skimage") and is_installed("scipy"):
             import torch
 
-            from .train.checkpoint import load_model
+            from .network import load_engine_network
 
-            net, _ = load_model(checkpoint)
+            net = load_engine_network(eng)
             torch.set_num_threads(os.cpu_count() or 1)
             imgs, _, _ = load_labelled_studies(root, eng.meta.preset)
             imgs = imgs[:baseline_images]
             ref = reference_pipeline(net, eng.meta.score)
             ref(imgs[0])  # warm-up
         else:
-            res["notes"].append("research baseline skipped: needs --checkpoint and the train + dev extras (torch, scikit-image, scipy)")
+            res["notes"].append("research baseline skipped: needs the train + dev extras (torch, onnx, scikit-image, scipy)")
         # ra-sdk screen and the research pipeline alternate, pair by pair, so that drift of
         # the machine's speed hits both sides alike; the ratio is the median over pairs.
         runs, ref_runs = [], []
         for i in range(2 if quick else 3):
-            summary, _ = run(root / "studies", Path(tmp) / f"out{i}", screener, resume=False, progress=False)
+            summary, _ = run(root / "studies", Path(tmp) / f"out{i}", screener, resume=False)
             runs.append(summary.images_per_s)
             if ref is not None:
                 t0 = time.perf_counter()
@@ -184,7 +186,7 @@ def run_suite(*, engine: str | Path | None = None, checkpoint: str | Path | None
         res["screen_demo"] = {"images_per_s_runs": runs, "images_per_s": float(np.median(runs)), "studies": summary.studies, "images": summary.images}
         if ref is not None:
             with Scorer(eng, backend="onnxruntime", device="cpu") as sc:
-                _, ours, _ = sc.score(imgs)
+                _, ours, _ = sc.score(imgs, maps=False, recons=False)
             rank = np.corrcoef(np.argsort(np.argsort(ref_scores)), np.argsort(np.argsort(ours)))[0, 1]
             pair_ratios = [a / b for a, b in zip(runs, ref_runs)]
             res["research_baseline"] = {

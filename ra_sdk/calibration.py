@@ -5,14 +5,15 @@ quantiles, the image-level operating point and the pixel threshold in the engine
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from . import metrics
 from .engine import Calibration, Engine, read_engine, update_meta
-from .pipeline import Scorer
-from .presets import Preset
+from .preprocess import Preset
+from .scorer import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,23 @@ def calibrate(
     n: int = 256,
     percentile: float = 95.0,
     batch_size: int = 32,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Engine:
-    """Score the normals with the engine's own pipeline and store the calibration in it."""
+    """Score the normals with the engine's own pipeline and store the calibration in it.
+
+    ``on_progress(images done, images in all)`` is called after each batch.
+    """
     engine = read_engine(engine_path)
     images, desc = normal_images(normals, engine.meta.preset, n=n)
+    maps, scores = [], []
     with Scorer(engine, backend=backend, device=device, batch_size=batch_size) as scorer:
-        maps, scores, _ = scorer.score(images)
-    cal = Calibration.from_scores(scores, metrics.pixel_threshold(maps), percentile=percentile, source=desc)
+        for i in range(0, len(images), scorer.batch_size):
+            m, s, _ = scorer.score(images[i : i + scorer.batch_size], recons=False)
+            assert m is not None
+            maps.append(m)
+            scores.append(s)
+            if on_progress is not None:
+                on_progress(min(i + scorer.batch_size, len(images)), len(images))
+    cal = Calibration.from_scores(np.concatenate(scores), metrics.pixel_threshold(maps), percentile=percentile, source=desc)
     log.info("calibrated %s on %s: threshold %.5g", engine_path, desc, cal.threshold)
     return update_meta(engine_path, calibration=cal)

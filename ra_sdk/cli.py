@@ -7,9 +7,9 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import click
-import numpy as np
 
 from ._version import __version__
 from .errors import RaSdkError
@@ -27,7 +27,11 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RaSdkError as err:
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {' '.join(str(err).split())}", err=True)
+            ctx.exit(EXIT_FATAL)
+        except OSError as err:  # the file system said no (disk full, permissions) outside a study
+            where = f"{err.filename}: " if err.filename else ""
+            click.echo(f"error: {where}{err.strerror or err}", err=True)
             ctx.exit(EXIT_FATAL)
 
 
@@ -76,31 +80,80 @@ def read_cmd(path: Path) -> None:
     sys.exit(EXIT_PARTIAL if failed else EXIT_OK)
 
 
+DEFAULT_OUT = Path("ra-sdk-results")
+
+
+class _Bar:
+    """A progress display for the CLI (tqdm; on a terminal only unless asked), fed by the
+    library's callbacks: progress stays at the edge."""
+
+    def __init__(self, desc: str, unit: str, enabled: bool | None):
+        self.desc, self.unit, self.enabled = desc, unit, enabled
+        self.bar: Any = None
+        self.failed = 0
+
+    def start(self, total: int, initial: int = 0) -> None:
+        from tqdm import tqdm
+
+        # enabled None: a bar on a terminal only (tqdm's disable=None), quiet logs otherwise
+        self.bar = tqdm(total=total, initial=initial, desc=self.desc, unit=self.unit, disable=True if self.enabled is False else (None if self.enabled is None else False))
+
+    def result(self, r: Any) -> None:
+        if self.bar is None:
+            return
+        if getattr(r, "error", None):
+            self.failed += 1
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+        self.bar.update(1)
+
+    def progress(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.start(total)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _engine_notice(screener: Any) -> None:
+    if not screener.calibrated and screener.threshold is None:
+        click.echo(f"warning: engine {screener.engine.path} has no calibration: no study is flagged and no percentile is given; "
+                   f"calibrate it with: ra-sdk calibrate {screener.engine.path} --normals NORMALS_DIR", err=True)
+
+
 @main.command("screen")
 @click.argument("studies", type=click.Path(exists=True, path_type=Path))
-@click.option("--engine", "engine", type=click.Path(path_type=Path), default=None, help="Engine file (default: the bundled demo engine).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (results.csv, results.jsonl, maps/).")
+@click.option("--engine", "engine", type=click.Path(path_type=Path), default=None, help="Engine file: an ONNX bundle (ra-sdk export) or a TensorRT plan bundle (ra-sdk build); default: the bundled demo engine.")
+@click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(path_type=Path), help="Output folder (results.csv, results.jsonl, summary.json, run.json, ...).")
 @click.option("--backend", default="auto", show_default=True, help="auto, onnxruntime, torch or tensorrt.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--workers", default=2, show_default=True, help="Decode threads.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Decode threads.")
+@click.option("--memory-budget", "memory_mb", default=4096, show_default=True, type=click.IntRange(64, 1 << 20), help="MB of decoded pixels the decode threads may hold together; a study above its share (budget / workers) is refused before decoding.")
 @click.option("--threshold", type=float, default=None, help="Flag scores above this (default: the engine's calibrated operating point).")
 @click.option("--save-maps", is_flag=True, help="Write maps/<study>.npy and an overlay PNG per study.")
-@click.option("--resume/--no-resume", default=True, show_default=True, help="Skip studies a previous run into --out finished.")
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Skip studies a previous run into --out finished with the same settings (--no-resume screens afresh).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal only).")
 @click.option("--report", "report", is_flag=True, help="Also write OUT/report.html, the HTML worklist (previews in OUT/previews/).")
 @click.option("--dicom-out", "dicom_out", type=click.Choice(["none", "flagged", "all"]), default="none", show_default=True, help="DICOM Secondary Capture + SEG per DICOM study into OUT/dicom/ (needs ra-sdk[dicom]).")
-def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, device: str, batch_size: int, workers: int, threshold: float | None, save_maps: bool, resume: bool, progress: bool | None, report: bool, dicom_out: str) -> None:
+def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, device: str, batch_size: int, workers: int, memory_mb: int, threshold: float | None, save_maps: bool, resume: bool, progress: bool | None, report: bool, dicom_out: str) -> None:
     """Screen every study under STUDIES; results sorted by score in OUT/results.csv.
 
     Exit status: 0 all studies screened, 3 some studies failed (each has a row with the
-    reason), 1 fatal error (missing engine, unwritable output).
+    reason), 1 fatal error (missing engine, unwritable output, disk full), 2 usage error.
     """
-    from .screen import Screener, run
+    from .run import run
+    from .screen import Screener
 
     _check_writable(out)
-    screener = Screener(engine, backend=backend, device=device, batch_size=batch_size, threshold=threshold)
-    summary, rows = run(studies, out, screener, workers=workers, resume=resume, save=save_maps, progress=progress, previews=report, dicom=dicom_out)
+    screener = Screener(engine, backend=backend, device=device, batch_size=batch_size, threshold=threshold, memory_budget_mb=memory_mb)
+    _engine_notice(screener)
+    bar = _Bar("screening", "study", progress)
+    try:
+        summary, rows = run(studies, out, screener, workers=workers, resume=resume, save=save_maps, previews=report, dicom=dicom_out, on_start=lambda n, done: bar.start(n, done), on_result=bar.result)
+    finally:
+        bar.close()
     click.echo(summary.line())
     if dicom_out != "none":
         done = sum(1 for r in rows if r.get("outputs"))
@@ -109,13 +162,11 @@ def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, devi
     if report:
         from .report import build_report
 
-        click.echo(f"report: {build_report(out, progress=progress)}")
+        click.echo(f"report: {build_report(out)}")
     sys.exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
 
 
 def _check_writable(out: Path) -> None:
-    from .errors import RaSdkError
-
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".ra-sdk-write-test"
@@ -129,21 +180,31 @@ def _check_writable(out: Path) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="HTML file to write (default: RUN_DIR/report.html).")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="CSV with columns study and type (or label), for the ROC curve (default: a labels.csv beside the screened folder).")
-@click.option("--previews", default=500, show_default=True, help="How many of the highest-scoring studies carry a picture.")
-@click.option("--page-size", default=50, show_default=True, help="Worklist rows per page.")
+@click.option("--previews", default=500, show_default=True, type=click.IntRange(0, None), help="How many of the highest-scoring studies carry a picture.")
+@click.option("--page-size", default=50, show_default=True, type=click.IntRange(1, None), help="Worklist rows per page.")
 @click.option("--title", default=None, help="Page title.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar when previews are re-made (default: on a terminal only).")
 def report_cmd(run_dir: Path, out: Path | None, labels: Path | None, previews: int, page_size: int, title: str | None, progress: bool | None) -> None:
-    """Write the self-contained HTML worklist of a screening run (RUN_DIR = screen --out)."""
+    """Write the self-contained HTML worklist of a screening run (RUN_DIR = screen --out).
+    Missing previews of the top studies are made first with the run's engine."""
     from .report import build_report
+    from .run import make_missing_previews
 
-    click.echo(f"report: {build_report(run_dir, out=out, labels=labels, previews=previews, page_size=page_size, title=title, progress=progress)}")
+    if previews:
+        bar = _Bar("previews", "study", progress)
+        try:
+            made = make_missing_previews(run_dir, previews, on_start=bar.start, on_result=bar.result)
+        finally:
+            bar.close()
+        if made:
+            click.echo(f"made {made} missing previews")
+    click.echo(f"report: {build_report(run_dir, out=out, labels=labels, previews=previews, page_size=page_size, title=title)}")
 
 
 @main.command("demo")
 @click.option("--out", default="ra-sdk-demo", show_default=True, type=click.Path(path_type=Path))
-@click.option("--n-normal", default=60, show_default=True)
-@click.option("--n-per-type", default=12, show_default=True)
+@click.option("--n-normal", default=60, show_default=True, type=click.IntRange(2, None))
+@click.option("--n-per-type", default=12, show_default=True, type=click.IntRange(1, None))
 @click.option("--backend", default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def demo_cmd(out: Path, n_normal: int, n_per_type: int, backend: str, device: str) -> None:
@@ -174,25 +235,32 @@ def demo_cmd(out: Path, n_normal: int, n_per_type: int, backend: str, device: st
 def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs: int, batch_size: int, lr: float, pool_size: int, max_minutes: float, device: str, resume: bool, seed: int, patience: int, init_from: Path | None, out: Path) -> None:
     """Train RA (or the AE / VAE baseline) on normal images; checkpoints in OUT/best and OUT/last."""
     from ._optional import require
-    from .configs import get_model_config
     from .errors import ConfigError
 
     require("torch", "ra-sdk train")
-    from .train.trainer import TrainConfig, Trainer, images_from_folder, make_pool
+    from .train.trainer import Callback, TrainConfig, Trainer, training_data
 
     if demo == (data is not None):
         raise ConfigError("give exactly one of --data DIR and --demo")
     cfg = TrainConfig(objective=objective, model=model, epochs=epochs, batch_size=batch_size, lr=lr, pool_size=pool_size, max_minutes=max_minutes, seed=seed, patience=patience, init_from=str(init_from or ""))
-    size = get_model_config(model).image_size
-    if demo:
-        train, val = make_pool("train", pool_size, seed=seed, size=size), make_pool("val", cfg.val_size, seed=seed, size=size)
-    else:
-        assert data is not None
-        imgs = images_from_folder(data, cfg.preset, size)
-        order = np.random.default_rng(seed).permutation(len(imgs))
-        n_val = max(1, len(imgs) // 10)
-        train, val = imgs[order[n_val:]], imgs[order[:n_val]]
-    summary = Trainer(cfg, out, device=device).fit(train, val, resume=resume)
+    train, val = training_data(cfg, data=data)
+
+    class Progress(Callback):
+        def __init__(self) -> None:
+            self.bar = _Bar(f"train {objective}/{model}", "step", None)
+
+        def on_start(self, total_steps: int, step: int) -> None:
+            self.bar.start(total_steps, step)
+
+        def on_step(self, step: int, metrics: dict[str, float]) -> None:
+            if self.bar.bar is not None:
+                self.bar.bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()}, refresh=False)
+                self.bar.bar.update(1)
+
+        def on_end(self, summary: dict[str, Any]) -> None:
+            self.bar.close()
+
+    summary = Trainer(cfg, out, device=device, callbacks=[Progress()]).fit(train, val, resume=resume)
     click.echo(f"{summary['steps']} steps, {summary['epochs']} epochs, best validation MSE {summary['best_val_mse']:.5f}, "
                f"{summary['seconds']:.0f} s (stopped by {summary['stopped_by']}); checkpoint: {out / 'best'}")
 
@@ -207,39 +275,34 @@ def evaluate_cmd(checkpoint: Path, studies: Path, perceptual: str, aggregation: 
     """The paper's metrics per pathology type for a checkpoint (reference CPU scoring path)."""
     from ._optional import require
 
-    torch = require("torch", "ra-sdk evaluate")
+    require("torch", "ra-sdk evaluate")
     from .evaluation import evaluate_studies, format_table
-    from .presets import Preset
+    from .preprocess import Preset
+    from .runners.torch import TorchRunner
+    from .scorer import Scorer
     from .scoring import ScoreConfig
     from .train.checkpoint import load_model
 
     net, config = load_model(checkpoint)
-
-    def recon(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return net.reconstruct(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
-
-    def feats(x: np.ndarray) -> list[np.ndarray]:
-        with torch.no_grad():
-            return [e.numpy() for e in net.embed(torch.from_numpy(np.ascontiguousarray(x)))]
-
     cfg = ScoreConfig(perceptual=perceptual, aggregation=aggregation, use_clahe=not no_clahe)
-    res = evaluate_studies(studies, recon, cfg, preset=Preset.from_dict(config["preset"]), feats=feats)
-    click.echo(f"score: perceptual {perceptual}, CLAHE {not no_clahe}, image score {aggregation}, study score max")
+    features = TorchRunner(None, net=net, network="features") if perceptual == "features" else None
+    with Scorer.from_runners(cfg, TorchRunner(None, net=net), features) as scorer:
+        res = evaluate_studies(studies, scorer, preset=Preset.from_dict(config["preset"]))
+    click.echo(f"score: perceptual {perceptual}, CLAHE {not no_clahe}, image score {aggregation}, study score {cfg.study_aggregation}")
     click.echo(format_table(res))
 
 
 @main.command("bench")
 @click.option("--engine", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Engine file (default: the bundled demo engine).")
-@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), default=None, help="The engine's checkpoint (folder or engine file), for the research-pipeline baseline.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True)
 @click.option("--quick", is_flag=True, help="Fewer repeats.")
-def bench_cmd(engine: Path | None, checkpoint: Path | None, out: Path, quick: bool) -> None:
+def bench_cmd(engine: Path | None, out: Path, quick: bool) -> None:
     """The standard speed suite: latency and throughput per runner and precision, end-to-end
-    screening, and the research-pipeline baseline timed in the same run (JSON to --out)."""
+    screening, and the research-pipeline baseline (PyTorch eager with the engine's own
+    weights, needs the train and dev extras) timed in the same run (JSON to --out)."""
     from .bench import format_suite, run_suite
 
-    res = run_suite(engine=engine, checkpoint=checkpoint, quick=quick)
+    res = run_suite(engine=engine, quick=quick)
     out.write_text(json.dumps(res, indent=2) + "\n")
     click.echo(format_suite(res))
     click.echo(f"wrote {out}")
@@ -296,7 +359,11 @@ def calibrate_cmd(engine: Path, normals: str, n: int, percentile: float, backend
     from .calibration import calibrate
     from .engine import describe, format_description
 
-    eng = calibrate(engine, normals, n=n, percentile=percentile, backend=backend, device=device)
+    bar = _Bar("calibrating", "image", None)
+    try:
+        eng = calibrate(engine, normals, n=n, percentile=percentile, backend=backend, device=device, on_progress=bar.progress)
+    finally:
+        bar.close()
     click.echo(format_description(describe(eng)))
 
 
@@ -324,7 +391,7 @@ def data() -> None:
 @click.option("--seed", default=0, show_default=True)
 def demo_studies(out: Path, n_normal: int, n_per_type: int, n_volumes: int, seed: int) -> None:
     """Write a folder of demo studies (DICOM, PNG, NIfTI), labels.csv and masks."""
-    from .data.demo import DemoSpec, write_demo_studies
+    from .data.demo_studies import DemoSpec, write_demo_studies
 
     labels = write_demo_studies(out, DemoSpec(n_normal=n_normal, n_per_type=n_per_type, n_volumes=n_volumes, seed=seed))
     click.echo(f"wrote {out / 'studies'} and {labels}")
@@ -336,7 +403,7 @@ def demo_studies(out: Path, n_normal: int, n_per_type: int, n_volumes: int, seed
 @click.option("--seed", default=0, show_default=True)
 def data_preview(out: Path, rows: int, seed: int) -> None:
     """Write one PNG grid: normals and each synthetic pathology with its mask outline."""
-    from .data.demo import preview
+    from .data.demo_studies import preview
 
     click.echo(f"wrote {preview(out, rows=rows, seed=seed)}")
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-import os
+import stat
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -23,15 +24,11 @@ from typing import Any
 import numpy as np
 
 from .configs import ModelConfig
-from .errors import RaSdkError
-from .presets import Preset
+from .errors import EngineError
+from .preprocess import Preset
 from .scoring import ScoreConfig
 
 FORMAT = "ra-sdk-engine/1"
-
-
-class EngineError(RaSdkError):
-    """An engine file is missing, truncated, tampered with, or built for other hardware."""
 
 
 @dataclass
@@ -76,6 +73,21 @@ class Network:
     inputs: dict[str, list[int]]
     outputs: list[str]
     precision: str = "fp32"
+
+
+NETWORKS = ("recon", "features")
+
+
+def output_names(network: str, n_scales: int) -> list[str]:
+    """Outputs of an exported network: ``x_ph`` (recon only), then ``emb0..`` per scale."""
+    embs = [f"emb{i}" for i in range(n_scales)]
+    return ["x_ph", *embs] if network == "recon" else embs
+
+
+def network_spec(model: ModelConfig, network: str, *, file: str = "", precision: str = "fp32") -> Network:
+    """The I/O of ``network`` ("recon" or "features") of a model: input ``x`` (B, C, S, S)."""
+    shape = [-1, model.in_channels, model.image_size, model.image_size]
+    return Network(file, {"x": shape}, output_names(network, len(model.channels)), precision)
 
 
 @dataclass
@@ -130,15 +142,16 @@ def sha256(data: bytes) -> str:
 
 def write_engine(path: str | Path, meta: EngineMeta, members: dict[str, bytes]) -> Path:
     """Write an engine file atomically (temporary file in the same folder, then rename)."""
+    from .io.files import atomic_write
+
     path = Path(path)
     meta.checksums = {name: sha256(data) for name, data in members.items()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
         # fixed member dates: the same content gives the same bytes (reproducible engines)
         for name, data in {"meta.json": json.dumps(meta.to_dict(), indent=2).encode(), **members}.items():
             zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, buf.getvalue())
 
 
 @dataclass
@@ -156,35 +169,90 @@ class Engine:
         return net, self.members[net.file]
 
 
+#: limits checked from the zip directory before any member is read
+MAX_ENGINE_BYTES = 2 << 30
+MAX_META_BYTES = 8 << 20
+MAX_MEMBER_BYTES = 1 << 30
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, path: Path) -> bytes:
+    """A member's bytes, never more than ``cap`` (the directory's size can lie)."""
+    if info.file_size > cap:
+        raise EngineError(f"{path}: member {info.filename} declares {info.file_size:,} bytes, above the limit of {cap:,}")
+    with zf.open(info) as fh:
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise EngineError(f"{path}: member {info.filename} inflates beyond {cap:,} bytes")
+    return data
+
+
 def read_engine(path: str | Path) -> Engine:
-    """Read and verify an engine file; raises EngineError with one line on any problem."""
+    """Read and verify an engine file; raises EngineError with one line on any problem.
+
+    Everything is checked before it is used: the path is a regular file of bounded size,
+    member sizes come from the zip directory before anything is inflated, meta.json is
+    checked against the schema (:func:`ra_sdk.engine_schema.check_meta`), and every member
+    against its sha256.
+    """
+    from .engine_schema import check_members, check_meta, what_is
+
     path = Path(path)
-    if not path.exists():
-        raise EngineError(f"{path}: no such engine file")
     try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise EngineError(f"{path}: no such engine file") from None
+    except OSError as err:
+        raise EngineError(f"{path}: cannot open engine file ({err.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise EngineError(f"{path}: is a folder; --engine takes an engine file (e.g. model.onnx-bundle)")
+    if not stat.S_ISREG(st.st_mode):
+        raise EngineError(f"{path}: not a regular file (a FIFO or device); --engine takes an engine file")
+    if st.st_size > MAX_ENGINE_BYTES:
+        raise EngineError(f"{path}: {st.st_size / 2**30:.1f} GiB is larger than any engine ra-sdk reads ({MAX_ENGINE_BYTES / 2**30:.0f} GiB)")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+        if not zipfile.is_zipfile(path):
+            raise EngineError(f"{path}: {what_is(head)}")
         with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            if "meta.json" not in names:
+            infos = {i.filename: i for i in zf.infolist()}
+            if "meta.json" not in infos:
                 raise EngineError(f"{path}: not an ra-sdk engine (no meta.json inside)")
-            meta_raw = json.loads(zf.read("meta.json"))
+            total = sum(i.file_size for i in infos.values())
+            if total > MAX_ENGINE_BYTES:
+                raise EngineError(f"{path}: members declare {total:,} bytes in all, above the limit of {MAX_ENGINE_BYTES:,}")
+            meta_raw = json.loads(_read_member(zf, infos["meta.json"], MAX_META_BYTES, path))
+            if not isinstance(meta_raw, dict) or meta_raw.get("format") != FORMAT:
+                got = meta_raw.get("format") if isinstance(meta_raw, dict) else type(meta_raw).__name__
+                raise EngineError(f"{path}: unknown engine format {got!r}; this ra-sdk reads {FORMAT!r}")
+            check_meta(meta_raw, str(path))
             meta = EngineMeta.from_dict(meta_raw)
             members = {}
             for name, digest in meta.checksums.items():
-                if name not in names:
+                if name not in infos:
                     raise EngineError(f"{path}: member {name} listed in meta.json is missing (truncated or tampered file)")
-                data = zf.read(name)
+                data = _read_member(zf, infos[name], MAX_MEMBER_BYTES, path)
                 if sha256(data) != digest:
                     raise EngineError(f"{path}: checksum of {name} does not match meta.json (tampered or corrupted file)")
                 members[name] = data
     except EngineError:
         raise
-    except (zipfile.BadZipFile, EOFError, zlib.error) as err:
-        raise EngineError(f"{path}: not a readable engine file (truncated or not a zip: {err})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
-        raise EngineError(f"{path}: invalid meta.json ({type(err).__name__}: {err})") from None
-    for name, net in meta.networks.items():
-        if net.file not in members:
-            raise EngineError(f"{path}: network {name} has no checksummed file {net.file}")
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as err:
+        raise EngineError(f"{path}: not a readable engine file (truncated or damaged zip: {err})") from None
+    except OSError as err:
+        raise EngineError(f"{path}: cannot read engine file ({err.strerror or err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError, ValueError) as err:
+        raise EngineError(f"{path}: invalid meta.json ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
+    check_members(path, meta.kind, {name: members[net.file] for name, net in meta.networks.items()})
     return Engine(path, meta, members)
 
 

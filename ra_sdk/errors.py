@@ -33,6 +33,22 @@ class DeviceError(RaSdkError, RuntimeError):
     """The requested device (GPU) is not usable here."""
 
 
+class EngineError(RaSdkError):
+    """An engine file is missing, truncated, tampered with, malformed, or built for other hardware."""
+
+
+class ExportError(RaSdkError):
+    """A checkpoint could not be exported (or the export failed its parity/fidelity check)."""
+
+
+class CheckpointError(RaSdkError):
+    """A checkpoint is missing, truncated, tampered with or not in the safe format."""
+
+
+class DicomOutputError(RaSdkError):
+    """A DICOM output could not be made for one study (the run records it and goes on)."""
+
+
 class ReadError(RaSdkError):
     """A study or file could not be read. ``str(err)`` is one line: ``<path>: <reason>``."""
 
@@ -66,3 +82,23 @@ class CorruptFileError(ReadError):
     """The file is truncated, empty or otherwise damaged."""
 
     kind = "corrupt"
+
+
+class NoSignalError(ReadError):
+    """The study decodes but holds no usable image (constant, all NaN, or too small):
+    a failure with its reason, never a normal."""
+
+    kind = "no-signal"
+
+
+class TooLargeError(ReadError):
+    """The study would take more memory to decode than its share of the budget; refused
+    from its header, before decoding (``--memory-budget`` raises the budget)."""
+
+    kind = "too-large"
+
+
+class AccessError(ReadError):
+    """The file or folder exists but cannot be opened (permissions, not a regular file)."""
+
+    kind = "no-access"

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
-from .presets import Preset
-from .scoring import ScoreConfig, anomaly_map, image_score
+from .preprocess import Preset
+from .scorer import Scorer
+from .scoring import ScoreConfig, anomaly_map, image_score, study_score
 
 Recon = Callable[[np.ndarray], np.ndarray]
 Feats = Callable[[np.ndarray], Sequence[np.ndarray]]
@@ -119,39 +120,42 @@ def load_labelled_studies(root: str | Path, preset: Preset) -> tuple[np.ndarray,
     """The demo-studies folder as model input: (images (N, S, S), study index of each image,
     label rows in study order). ``root`` holds studies/ and labels.csv."""
 
-    from .data.demo import read_labels
+    from .data.demo_studies import read_labels
     from .io import discover, read_study
-    from .presets import prepare_stack
+    from .preprocess import prepare_stack
 
     root = Path(root)
     rows = read_labels(root / "labels.csv")
     by_id = {s.id: s for s in discover(root / "studies")}
     imgs, owner = [], []
     for i, row in enumerate(rows):
-        stack, _ = prepare_stack(read_study(by_id[row["study"]], apply_voi=preset.apply_voi).pixels, preset)
+        stack, _, _ = prepare_stack(read_study(by_id[row["study"]], apply_voi=preset.apply_voi).pixels, preset, where=row["study"])
         imgs.append(stack)
         owner += [i] * len(stack)
     return np.concatenate(imgs), np.asarray(owner), rows
 
 
-def study_scores(image_scores: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    """Max over each study's slice scores."""
-    out = np.full(n, -np.inf)
-    np.maximum.at(out, owner, image_scores)
-    return out
+def study_scores(image_scores: np.ndarray, owner: np.ndarray, n: int, config: ScoreConfig | None = None) -> np.ndarray:
+    """Each study's score from its slices' scores, by the config's study aggregation
+    (:func:`ra_sdk.scoring.study_score`, as screening does)."""
+    cfg = config or ScoreConfig()
+    s = np.asarray(image_scores, np.float64)
+    return np.array([study_score(s[owner == i], how=cfg.study_aggregation, k=cfg.study_k)[0] for i in range(n)])
 
 
-def evaluate_studies(root: str | Path, recon: Recon, config: ScoreConfig, *, preset: Preset, feats: Feats | None = None, batch: int = 32) -> dict[str, dict[str, float]]:
-    """The paper's metrics per pathology type on a demo-studies folder (labels.csv, masks/):
-    study score = max over slices; localisation on the labelled slice of each study."""
+def evaluate_studies(root: str | Path, scorer: Scorer, *, preset: Preset) -> dict[str, dict[str, float]]:
+    """The paper's metrics per pathology type on a demo-studies folder (labels.csv, masks/),
+    scored by ``scorer`` (the same path as screening): study score by the scorer's study
+    aggregation; localisation on the labelled slice of each study, with the pixel threshold
+    from these normals' maps (the paper's protocol)."""
     from .data.pathology import LOCAL
     from .io import read_nifti, read_raster
 
     root = Path(root)
     images, owner, rows = load_labelled_studies(root, preset)
-    x_ph = _batched(lambda a: recon(a[:, None])[:, 0], images, batch)
-    maps = np.concatenate([anomaly_map(images[i : i + batch], x_ph[i : i + batch], feats, config=config) for i in range(0, len(images), batch)])
-    s = study_scores(image_score(maps, aggregation=config.aggregation, topk=config.topk), owner, len(rows))
+    maps, image_scores, _ = scorer.score(images, recons=False)
+    assert maps is not None
+    s = study_scores(image_scores, owner, len(rows), scorer.config)
     normal_idx = [i for i, r in enumerate(rows) if r["type"] == "normal"]
     threshold = metrics.pixel_threshold([maps[owner == i] for i in normal_idx])
     sets: dict[str, tuple[np.ndarray, list[np.ndarray] | None, list[np.ndarray] | None]] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import importlib.metadata as md
 import os
 import platform
@@ -28,12 +28,25 @@ def _version(dist: str) -> str | None:
         return None
 
 
+#: the driver library by its SONAME on each platform (the loader's own search path)
+_LIBCUDA = {"win32": ("nvcuda.dll",), "darwin": ()}.get(sys.platform, ("libcuda.so.1", "libcuda.so"))
+
+
+@functools.lru_cache(maxsize=1)
 def cuda_driver() -> tuple[bool, str]:
-    """Whether an NVIDIA driver (libcuda) is loadable and sees a device."""
-    name = ctypes.util.find_library("cuda") or "libcuda.so.1"
-    try:
-        lib = ctypes.CDLL(name)
-    except OSError:
+    """Whether an NVIDIA driver (libcuda) is loadable and sees a device (asked once).
+
+    The library is opened by its SONAME: ``ctypes.util.find_library`` would run ldconfig
+    and gcc on every start, which a screening tool has no business doing.
+    """
+    lib = None
+    for name in _LIBCUDA:
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    if lib is None:
         return False, "no NVIDIA driver found (libcuda cannot be loaded): this machine has no usable GPU"
     if lib.cuInit(0) != 0:
         return False, "NVIDIA driver present but cuInit failed: no usable GPU"
@@ -50,7 +63,9 @@ def collect() -> dict[str, Any]:
 
     # ONNX Runtime: the portable backend of the core install.
     if is_installed("onnxruntime"):
-        import onnxruntime as ort
+        from ._optional import import_onnxruntime
+
+        ort = import_onnxruntime()
 
         providers = ort.get_available_providers()
         backends["onnxruntime-cpu"] = {"usable": "CPUExecutionProvider" in providers, "why": "core install"}

@@ -90,6 +90,25 @@ def dice(amap: np.ndarray, mask: np.ndarray, threshold: float) -> float:
     return 1.0 if denom == 0 else float(2 * (p & m).sum() / denom)
 
 
+def by_type(scores: Sequence[float] | np.ndarray, types: Sequence[str], *, normal: str = "normal", threshold: float | None = None) -> dict[str, dict[str, float]]:
+    """Per anomalous type: its count, AUROC against the normals, and with ``threshold`` the
+    fraction of its studies flagged (score > threshold). Types sorted by name; the
+    normal type is the reference, never a row."""
+    s = np.asarray(scores, np.float64)
+    t = np.asarray(types, dtype=object)
+    is_normal = t == normal
+    out: dict[str, dict[str, float]] = {}
+    for kind in sorted({str(k) for k in t[~is_normal]}):
+        pick = t == kind
+        row = {"n": float(pick.sum()), "auroc": float("nan")}
+        if is_normal.any():
+            row["auroc"] = auroc(np.r_[s[is_normal], s[pick]], np.r_[np.zeros(int(is_normal.sum()), bool), np.ones(int(pick.sum()), bool)])
+        if threshold is not None:
+            row["flagged"] = float(np.mean(s[pick] > threshold))
+        out[kind] = row
+    return out
+
+
 def evaluate(
     normal_scores: np.ndarray,
     sets: dict[str, tuple[np.ndarray, list[np.ndarray] | None, list[np.ndarray] | None]],

@@ -1,29 +1,23 @@
-"""Screening: the embeddable :class:`Screener` and the resumable batch run behind
-``ra-sdk screen``.
+"""The embeddable :class:`Screener`: an engine, its runners and its preset, screening
+studies, files or arrays.
 
     screener = ra_sdk.load()                     # the bundled demo engine, backend/device "auto"
     results = screener.screen(["a.dcm", "vol.nii.gz", array])
     r = screener.screen_one(image)               # low-latency path for one 2-D image
 
-A batch run is a pipeline: discovery, decode + preprocessing in worker threads (a bounded
-window of studies in flight), batching across studies, the engine and the score, and an
-append-only journal (fsync'd per batch). A run killed at any point and started again skips
-the studies in the journal; at the end results.csv and results.jsonl are written sorted by
-score, atomically.
+Inside, screening is a pipeline: decode + preprocessing in worker threads (a bounded
+window of studies in flight), batching of slices across studies, the engine and the score
+(:class:`ra_sdk.scorer.Scorer`). Bad input never raises: it becomes a result with
+``error`` and ``error_kind`` set. The batch run over a folder, with its journal and
+resume, is :mod:`ra_sdk.run`.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import hashlib
-import json
 import logging
-import os
-import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,53 +27,13 @@ import numpy as np
 
 from .engine import Engine, read_engine
 from .errors import ConfigError, RaSdkError, ReadError
-from .io import Study, discover, read_study, study_for_path
-from .pipeline import Scorer
-from .presets import prepare_stack
+from .io import Study, read_study, study_for_path
+from .preprocess import prepare_stack
+from .results import StudyResult
+from .scorer import Scorer
 from .scoring import study_score
 
 log = logging.getLogger(__name__)
-
-JOURNAL = ".ra-sdk-journal.jsonl"
-CSV_FIELDS = ["study", "score", "percentile", "flagged", "max_slice", "n_slices", "error", "error_kind", "notes", "paths"]
-
-
-@dataclass
-class StudyResult:
-    """One screened study. ``error`` is set instead of raising for bad input."""
-
-    study: str
-    paths: list[str]
-    score: float | None = None
-    percentile: float | None = None
-    flagged: bool | None = None
-    max_slice: int | None = None  # index, in the study's own slice order, of the slice that drove the score
-    n_slices: int = 0
-    error: str | None = None
-    error_kind: str | None = None
-    notes: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    maps: np.ndarray | None = None  # (n_slices, H, W) anomaly maps, on request
-    images: np.ndarray | None = None  # (n_slices, H, W) model inputs, on request
-    recons: np.ndarray | None = None  # (n_slices, H, W) pseudo-healthy reconstructions, on request
-    slices: np.ndarray | None = None  # index in the study of each screened slice, on request
-    outputs: list[str] = field(default_factory=list)  # files written for this study (DICOM SC/SEG)
-
-    def row(self) -> dict[str, Any]:
-        """The CSV/JSONL record (no arrays)."""
-        return {
-            "study": self.study,
-            "score": None if self.score is None else float(self.score),
-            "percentile": None if self.percentile is None else round(float(self.percentile), 3),
-            "flagged": self.flagged,
-            "max_slice": self.max_slice,
-            "n_slices": self.n_slices,
-            "error": self.error,
-            "error_kind": self.error_kind,
-            "notes": "; ".join(self.notes),
-            "paths": ";".join(self.paths),
-            **({"outputs": self.outputs} if self.outputs else {}),
-        }
 
 
 @dataclass
@@ -93,6 +47,13 @@ class _Prepared:
     error: str | None = None
     error_kind: str | None = None
     decode_s: float = 0.0
+    headers: list[Any] | None = None  # DICOM: the files' datasets without pixel data
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """A reason as one line: whitespace (newlines included) collapsed, length capped."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 class Screener:
@@ -102,25 +63,39 @@ class Screener:
     at construction; holds no per-study state between calls.
     """
 
-    def __init__(self, engine: str | Path | Engine | None = None, *, backend: str = "auto", device: str = "auto", batch_size: int = 32, threshold: float | None = None, precision: str = "fp32"):
+    def __init__(self, engine: str | Path | Engine | None = None, *, backend: str = "auto", device: str = "auto", batch_size: int = 32, threshold: float | None = None, precision: str = "fp32", memory_budget_mb: int | None = None):
+        """``memory_budget_mb``: decoded pixels the decode threads may hold together (default
+        4096); a study above its share (budget / workers) is refused before decoding."""
         from .data import DEMO_ENGINE
+        from .io.limits import DEFAULT_BUDGET_BYTES
 
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if threshold is not None and not np.isfinite(threshold):
+            raise ConfigError(f"threshold must be a finite number, got {threshold}")
+        self.memory_budget = DEFAULT_BUDGET_BYTES if memory_budget_mb is None else int(memory_budget_mb) << 20
         self.engine = engine if isinstance(engine, Engine) else read_engine(engine or DEMO_ENGINE)
         self.preset = self.engine.meta.preset
-        self.batch_size = batch_size
         cal = self.engine.meta.calibration
         self.threshold = threshold if threshold is not None else (cal.threshold if cal else None)
         self.scorer = Scorer(self.engine, backend=backend, device=device, precision=precision, batch_size=batch_size)
+        self.batch_size = self.scorer.batch_size
         size = self.preset.size
-        self.scorer.score(np.zeros((1, size, size), np.float32))  # warm-up: sessions, kernels, graphs
+        self.scorer.score(np.zeros((1, size, size), np.float32), maps=False, recons=False)  # warm-up: sessions, kernels, graphs
 
     @property
     def backend(self) -> str:
         return self.scorer.recon.name
 
+    @property
+    def calibrated(self) -> bool:
+        return self.engine.meta.calibration is not None
+
     # ------------------------------------------------------------ preparation
-    def prepare(self, item: Any, index: int = 0) -> _Prepared:
-        """Decode and preprocess one item (path, Study or array); never raises for bad input."""
+    def prepare(self, item: Any, index: int = 0, *, max_bytes: int | None = None) -> _Prepared:
+        """Decode and preprocess one item (path, Study or array). Never raises for bad
+        input: whatever a reader raises becomes the item's error, in one line.
+        ``max_bytes``: the study's decode budget (default: the whole memory budget)."""
         t = time.perf_counter()
         if isinstance(item, np.ndarray):
             p = _Prepared(None, f"array-{index}", [])
@@ -130,8 +105,11 @@ class Screener:
                     arr = arr[None]
                 if arr.ndim != 3 or min(arr.shape) < 1:
                     raise ValueError(f"expected a (H, W) or (N, H, W) array, got shape {item.shape}")
-                p.images, p.slice_index = prepare_stack(arr, self.preset)
-            except ValueError as err:
+                p.images, p.slice_index, notes = prepare_stack(arr, self.preset, where=p.sid)
+                p.notes += notes
+            except ReadError as err:
+                p.error, p.error_kind = err.reason, err.kind
+            except (ValueError, TypeError) as err:
                 p.error, p.error_kind = str(err), "bad-array"
         else:
             if isinstance(item, Study):
@@ -140,15 +118,22 @@ class Screener:
                 p = _Prepared(None, Path(item).name, [str(item)])
             try:
                 study = p.study or study_for_path(item)
-                sl = read_study(study, apply_voi=self.preset.apply_voi)
+                sl = read_study(study, apply_voi=self.preset.apply_voi, max_bytes=max_bytes or self.memory_budget)
                 p.notes = list(sl.notes)
-                p.images, p.slice_index = prepare_stack(sl.pixels, self.preset)
+                p.headers = sl.meta.get("headers")
+                p.images, p.slice_index, notes = prepare_stack(sl.pixels, self.preset, where=p.paths[0] if p.paths else p.sid)
+                p.notes += notes
             except ReadError as err:
                 p.error, p.error_kind = str(err), err.kind
             except RaSdkError as err:
                 p.error, p.error_kind = str(err), "error"
-            except (ValueError, MemoryError, OSError) as err:  # a decoder's own failure on odd data
-                p.error, p.error_kind = f"{p.paths[0] if p.paths else p.sid}: {type(err).__name__}: {err}", "unreadable"
+            except Exception as err:
+                where = p.paths[0] if p.paths else p.sid
+                p.error, p.error_kind = f"{where}: {type(err).__name__}: {err}", "unreadable"
+                log.debug("reader failure on %s", where, exc_info=True)
+        if p.error is not None:
+            p.error = one_line(p.error)
+            p.images = p.slice_index = None
         p.decode_s = time.perf_counter() - t
         return p
 
@@ -165,7 +150,7 @@ class Screener:
         r.percentile = cal.percentile_of(s) if cal else None
         r.flagged = None if self.threshold is None else bool(s > self.threshold)
         if keep:
-            r.maps, r.images, r.recons, r.slices = maps, p.images, recons, p.slice_index
+            r.maps, r.images, r.recons, r.slices, r.headers = maps, p.images, recons, p.slice_index, p.headers
         return r
 
     def screen_one(self, image: np.ndarray, *, return_maps: bool = False) -> StudyResult:
@@ -183,7 +168,10 @@ class Screener:
     def stream(self, items: Sequence[Any], *, return_maps: bool = False, workers: int = 2, window: int | None = None) -> Iterator[tuple[int, StudyResult]]:
         """Pipeline over ``items``: decode in ``workers`` threads (at most ``window`` studies
         in flight), batch slices across studies, score; yields (index, result) as studies finish."""
+        from .io.limits import study_budget
+
         window = window or max(4 * workers, 2 * self.batch_size)
+        share = study_budget(self.memory_budget, workers)
         pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ra-sdk-decode")
         pending: deque[tuple[int, Future[_Prepared]]] = deque()
         it = iter(enumerate(items))
@@ -194,7 +182,7 @@ class Screener:
                     i, item = next(it)
                 except StopIteration:
                     return
-                pending.append((i, pool.submit(self.prepare, item, i)))
+                pending.append((i, pool.submit(self.prepare, item, i, max_bytes=share)))
 
         # Slices waiting for the engine, and per-study accumulators.
         queue: list[tuple[int, int]] = []  # (study slot, slice number)
@@ -218,13 +206,13 @@ class Screener:
                 batch, queue = queue[: self.batch_size], queue[self.batch_size :]
                 x = np.stack([slots[i]["p"].images[k] for i, k in batch])
                 t = time.perf_counter()
-                maps, scores, recons = self.scorer.score(x)
+                maps, scores, recons = self.scorer.score(x, maps=return_maps, recons=return_maps)
                 dt = (time.perf_counter() - t) / len(batch)
                 done = []
                 for j, (i, k) in enumerate(batch):
                     sl = slots[i]
                     sl["scores"][k] = scores[j]
-                    if return_maps:
+                    if maps is not None and recons is not None:
                         sl["maps"][k], sl["recons"][k] = maps[j], recons[j]
                     sl["t"] += dt
                     sl["left"] -= 1
@@ -248,222 +236,6 @@ class Screener:
         self.close()
 
 
-def load(engine_path: str | Path | None = None, backend: str = "auto", device: str = "auto", **kw: Any) -> Screener:
+def load(engine_path: str | Path | Engine | None = None, backend: str = "auto", device: str = "auto", **kw: Any) -> Screener:
     """The front door: a warmed-up :class:`Screener` (None = the bundled demo engine)."""
     return Screener(engine_path, backend=backend, device=device, **kw)
-
-
-# ---------------------------------------------------------------------- batch runs
-def safe_name(study_id: str) -> str:
-    """A file name for a study id that cannot leave the output folder."""
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", study_id).strip("._")[:80] or "study"
-    return f"{base}-{hashlib.sha1(study_id.encode()).hexdigest()[:8]}"
-
-
-def read_journal(path: Path) -> dict[str, dict[str, Any]]:
-    """Finished rows by study id; a torn last line (a kill mid-write) is ignored."""
-    rows: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return rows
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and "study" in row:
-                rows.setdefault(row["study"], row)
-    return rows
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def write_results(out: Path, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """results.csv and results.jsonl, sorted by score (highest first; failures last)."""
-    ordered = sorted(rows, key=lambda r: (r["score"] is None, -(r["score"] or 0.0), r["study"]))
-    _atomic_write(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in ordered))
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    w.writeheader()
-    for r in ordered:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
-    _atomic_write(out / "results.csv", buf.getvalue())
-    return ordered
-
-
-@dataclass
-class RunSummary:
-    studies: int
-    screened: int
-    failed: int
-    flagged: int
-    skipped_resumed: int
-    images: int
-    seconds: float
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else 0.0
-
-    def line(self) -> str:
-        return (f"{self.studies} studies: {self.screened} screened, {self.flagged} flagged, {self.failed} failed"
-                f"{f', {self.skipped_resumed} already done' if self.skipped_resumed else ''}; "
-                f"{self.images} images in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "images_per_s": self.images_per_s}
-
-
-def _preview(r: StudyResult, pixel_threshold: float) -> np.ndarray:
-    from .overlay import driving_index, preview_panels
-
-    assert r.maps is not None and r.images is not None and r.recons is not None
-    k = driving_index(r.slices, r.max_slice, r.maps)
-    return preview_panels(r.images[k], r.recons[k], r.maps[k], pixel_threshold)
-
-
-def save_maps(out: Path, r: StudyResult, pixel_threshold: float = float("nan")) -> None:
-    """Raw maps of the screened slices (.npy) and a PNG of the driving slice:
-    input | pseudo-healthy reconstruction | heatmap overlay."""
-    from .io.write import write_png
-
-    name = safe_name(r.study)
-    (out / "maps").mkdir(exist_ok=True)
-    assert r.maps is not None
-    np.save(out / "maps" / f"{name}.npy", r.maps.astype(np.float32), allow_pickle=False)
-    write_png(out / "maps" / f"{name}.png", _preview(r, pixel_threshold)[..., ::-1])
-
-
-PREVIEWS = "previews"
-
-
-def write_preview(out: Path, r: StudyResult, pixel_threshold: float) -> Path:
-    """``previews/<study>.jpg``, the small picture the HTML report embeds."""
-    from .overlay import encode_jpeg
-
-    path = out / PREVIEWS / f"{safe_name(r.study)}.jpg"
-    path.parent.mkdir(exist_ok=True)
-    path.write_bytes(encode_jpeg(_preview(r, pixel_threshold)))
-    return path
-
-
-def _write_dicom(out: Path, study: Study, r: StudyResult, screener: Screener) -> list[str]:
-    """SC + SEG for one DICOM study under ``dicom/<study>/``; relative paths written."""
-    from .dicom_out import write_study_outputs
-
-    assert r.maps is not None and r.slices is not None and r.max_slice is not None
-    cal = screener.engine.meta.calibration
-    files = write_study_outputs(
-        study.paths, r.maps, r.slices, r.max_slice, screener.preset,
-        cal.pixel_threshold if cal else float("nan"), out / "dicom" / safe_name(r.study),
-        score=r.score, percentile=r.percentile, apply_voi=screener.preset.apply_voi,
-    )
-    return [f.relative_to(out).as_posix() for f in files]
-
-
-def write_run_info(out: Path, studies_root: Path, screener: Screener) -> None:
-    """``run.json``: what the report header shows (engine, calibration, backend, threshold)."""
-    from ._version import __version__
-    from .engine import describe
-
-    info = {
-        "studies_root": str(Path(studies_root).resolve()),
-        "engine": describe(screener.engine),
-        "backend": screener.backend,
-        "threshold": screener.threshold,
-        "ra_sdk": __version__,
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    _atomic_write(out / "run.json", json.dumps(info, indent=2, default=str) + "\n")
-
-
-DICOM_MODES = ("none", "flagged", "all")
-
-
-def run(
-    studies_root: str | Path,
-    out: str | Path,
-    screener: Screener,
-    *,
-    workers: int = 2,
-    resume: bool = True,
-    save: bool = False,
-    progress: bool | None = None,
-    return_maps: bool = False,
-    previews: bool = False,
-    dicom: str = "none",
-    on_result: Callable[[StudyResult], None] | None = None,
-) -> tuple[RunSummary, list[dict[str, Any]]]:
-    """The ``ra-sdk screen`` run. Returns (summary, rows sorted by score).
-
-    ``previews`` writes ``previews/<study>.jpg`` for the HTML report; ``dicom`` ("flagged"
-    or "all") writes a Secondary Capture and a SEG per DICOM study under ``dicom/``.
-    Both are written before the study's journal line, so a resumed run never misses them.
-    """
-    from tqdm import tqdm
-
-    if dicom not in DICOM_MODES:
-        raise ConfigError(f"unknown DICOM output mode {dicom!r}; valid: {', '.join(DICOM_MODES)}")
-    if dicom != "none":
-        from ._optional import require
-
-        require("highdicom", "DICOM outputs")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_info(out, Path(studies_root), screener)
-    cal = screener.engine.meta.calibration
-    pix_thr = cal.pixel_threshold if cal else float("nan")
-    journal_path = out / JOURNAL
-    if not resume and journal_path.exists():
-        journal_path.unlink()
-    done = read_journal(journal_path)
-    studies = discover(studies_root)
-    todo = [s for s in studies if s.id not in done]
-    t0 = time.perf_counter()
-    n_images = 0
-    # progress None: a bar on a terminal only (tqdm's disable=None), quiet logs otherwise
-    bar = tqdm(total=len(studies), initial=len(studies) - len(todo), unit="study", desc="screening", disable=True if progress is False else (None if progress is None else False))
-    with open(journal_path, "a", encoding="utf-8") as journal:
-        last_sync = time.perf_counter()
-        keep = save or return_maps or previews or dicom != "none"
-        for i, r in screener.stream(todo, return_maps=keep, workers=workers):
-            if r.error is None and r.maps is not None:
-                if save:
-                    save_maps(out, r, pix_thr)
-                if previews:
-                    write_preview(out, r, pix_thr)
-                if todo[i].kind == "dicom" and (dicom == "all" or (dicom == "flagged" and r.flagged)):
-                    try:
-                        r.outputs = _write_dicom(out, todo[i], r, screener)
-                    except RaSdkError as err:
-                        r.notes.append(f"DICOM output failed: {err}")
-                        log.warning("%s", err)
-            row = r.row()
-            journal.write(json.dumps(row) + "\n")
-            journal.flush()  # in the OS after every study: a killed process loses nothing
-            done[r.study] = row
-            n_images += r.n_slices
-            if on_result is not None:
-                on_result(r)
-            bar.update(1)
-            if time.perf_counter() - last_sync > 1.0:  # and on disk every second (power loss)
-                os.fsync(journal.fileno())
-                last_sync = time.perf_counter()
-        journal.flush()
-        os.fsync(journal.fileno())
-    bar.close()
-    seconds = time.perf_counter() - t0
-    rows = write_results(out, (done[s.id] for s in studies))
-    failed = sum(1 for r in rows if r["error"])
-    summary = RunSummary(len(studies), len(rows) - failed, failed, sum(1 for r in rows if r["flagged"]), len(studies) - len(todo), n_images, seconds)
-    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
-    return summary, rows

@@ -7,18 +7,20 @@ cd "$(dirname "$0")/.."
 NVCC=${NVCC:-$(command -v nvcc || true)}
 [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
 if [ -z "$NVCC" ]; then echo "compile_kernels: nvcc not found; skipping the CUDA compile check"; exit 0; fi
+# The spec's constants (ra_sdk/spec.py), passed as NVRTC gets them at run time.
+DEFINES=$(python3 scripts/spec_defines.py)
 out=$(mktemp -d)
 shopt -s nullglob
 for cu in kernels/*.cu; do
   echo "nvcc: $cu"
   "$NVCC" -std=c++17 -c "$cu" -o "$out/$(basename "$cu").o" \
-    -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -fmad=false \
+    -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -fmad=false $DEFINES \
     -Werror all-warnings -Xptxas -v 2>&1 | grep -E "error|warning|Used|Compiling entry" || true
   test -s "$out/$(basename "$cu").o"
 done
 for t in kernels/tests/*_host_test.cu; do
   echo "nvcc host test: $t"
-  "$NVCC" -std=c++17 -Werror all-warnings -Ikernels -x cu "$t" -o "$out/host_test"
+  "$NVCC" -std=c++17 -Werror all-warnings -Ikernels $DEFINES -x cu "$t" -o "$out/host_test"
   "$out/host_test"
 done
 rm -rf "$out"

@@ -27,7 +27,7 @@ def time_ra_base(pool, amp: bool, steps: int) -> float:
     import torch
     from ra_sdk.train import TrainConfig, Trainer
 
-    tr = Trainer(TrainConfig(model="ra-base", batch_size=32, amp=amp, augment=True), Path("/tmp/ra_base_timing"), progress=False)
+    tr = Trainer(TrainConfig(model="ra-base", batch_size=32, amp=amp, augment=True), Path("/tmp/ra_base_timing"))
     x = torch.as_tensor(pool[:32]).to(tr.device)
     for _ in range(3):
         tr.train_step(x)
@@ -69,7 +69,7 @@ def main() -> None:
     print("ra-base batch 32 images/s:", summary["ra_base_images_per_s"], flush=True)
 
     common = dict(model="ra-tiny", batch_size=8 if args.quick else args.batch, lr=args.lr, epochs=10_000, patience=0, pool_size=n_pool, checkpoint_every=500)
-    ra = Trainer(TrainConfig(objective="ra", max_minutes=0.1 if args.quick else args.ra_minutes, **common), runs / "ra", progress=False)
+    ra = Trainer(TrainConfig(objective="ra", max_minutes=0.1 if args.quick else args.ra_minutes, **common), runs / "ra")
     summary["ra"] = ra.fit(train, val, resume=False)
     print("ra:", summary["ra"], flush=True)
     n_steps = summary["ra"]["steps"]
@@ -77,7 +77,7 @@ def main() -> None:
     results = {}
 
     def baseline(obj: str) -> None:
-        tr = Trainer(TrainConfig(objective=obj, max_steps=n_steps, **common), runs / obj, progress=False)
+        tr = Trainer(TrainConfig(objective=obj, max_steps=n_steps, **common), runs / obj)
         results[obj] = tr.fit(train, val, resume=False)
 
     threads = [threading.Thread(target=baseline, args=(o,)) for o in ("ae", "vae")]

@@ -3,7 +3,7 @@ import pytest
 
 from ra_sdk.data import TEMPLATE, load_normal_slices, load_template
 from ra_sdk.data.augment import SPLITS, sample
-from ra_sdk.data.demo import DemoSpec, preview, read_labels, write_demo_studies
+from ra_sdk.data.demo_studies import DemoSpec, preview, read_labels, write_demo_studies
 from ra_sdk.data.pathology import GLOBAL, LOCAL, TYPES, make
 from ra_sdk.io import discover, read_study
 

@@ -11,11 +11,12 @@ import pytest
 pydicom = pytest.importorskip("pydicom")
 hd = pytest.importorskip("highdicom")
 
-from ra_sdk.data.demo import DemoSpec, write_demo_studies  # noqa: E402
-from ra_sdk.dicom_out import DISCLAIMER, DicomOutputError, write_study_outputs  # noqa: E402
+from ra_sdk.data.demo_studies import DemoSpec, write_demo_studies  # noqa: E402
 from ra_sdk.io.write import write_dicom  # noqa: E402
-from ra_sdk.presets import from_model_grid, get_preset  # noqa: E402
-from ra_sdk.screen import Screener, run  # noqa: E402
+from ra_sdk.preprocess import from_model_grid, get_preset  # noqa: E402
+from ra_sdk.report.dicom import DISCLAIMER, DicomOutputError, write_study_outputs  # noqa: E402
+from ra_sdk.run import run  # noqa: E402
+from ra_sdk.screen import Screener  # noqa: E402
 
 #: identifiers that must either be absent or equal the source's value
 IDENTIFIERS = [
@@ -42,7 +43,7 @@ def screened(tmp_path_factory):
     out = root / "out"
     s = Screener(None, backend="onnxruntime", device="cpu")
     maps = {}
-    summary, rows = run(root / "studies", out, s, dicom="all", progress=False, on_result=lambda r: maps.setdefault(r.study, (r.maps, r.slices)))
+    summary, rows = run(root / "studies", out, s, dicom="all", on_result=lambda r: maps.setdefault(r.study, (r.maps, r.slices)))
     s.close()
     assert summary.failed == 0
     for r in rows:
@@ -91,7 +92,7 @@ def test_outputs_read_back_and_reference_their_source(screened):
             assert DISCLAIMER in obj.SeriesDescription
             assert obj.ReferencedSeriesSequence[0].SeriesInstanceUID == src[0].SeriesInstanceUID
             assert {i.ReferencedSOPInstanceUID for i in obj.ReferencedSeriesSequence[0].ReferencedInstanceSequence} <= src_uids
-        from ra_sdk.dicom_out import IDENTITY
+        from ra_sdk.report.dicom import IDENTITY
 
         for kw in IDENTITY:  # the patient and study identifiers travel with the objects
             if kw in src[0]:
@@ -151,7 +152,7 @@ def test_from_model_grid_inverts_pad_and_resize():
     """A smooth pattern that varies along both axes goes to the model grid and back onto
     wide, tall and square source grids; only resampling error remains (a wrong crop or
     axis would leave an error of the pattern's size)."""
-    from ra_sdk.presets import normalise, to_model_input
+    from ra_sdk.preprocess import normalise, to_model_input
 
     preset = get_preset("brain-mri-t1").replace(clip=(0.0, 100.0))
     for shape in ((120, 200), (200, 120), (96, 96)):
@@ -163,7 +164,7 @@ def test_from_model_grid_inverts_pad_and_resize():
 
 
 def test_a_failed_output_is_a_note_and_the_run_goes_on(tmp_path, monkeypatch):
-    import ra_sdk.dicom_out as dout
+    import ra_sdk.report.dicom as dout
 
     write_demo_studies(tmp_path, DemoSpec(n_normal=3, n_per_type=0, n_volumes=0))
 
@@ -172,7 +173,7 @@ def test_a_failed_output_is_a_note_and_the_run_goes_on(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dout, "_write", boom)
     s = Screener(None, backend="onnxruntime", device="cpu")
-    summary, rows = run(tmp_path / "studies", tmp_path / "out", s, dicom="all", progress=False)
+    summary, rows = run(tmp_path / "studies", tmp_path / "out", s, dicom="all")
     s.close()
     dicom_rows = [r for r in rows if r["paths"].endswith(".dcm")]
     assert summary.failed == 0 and dicom_rows
@@ -181,14 +182,19 @@ def test_a_failed_output_is_a_note_and_the_run_goes_on(tmp_path, monkeypatch):
 
 
 def test_missing_source_is_a_one_line_error(tmp_path):
+    from pydicom.dataset import Dataset
+
+    header = Dataset()
+    header.Rows, header.Columns = 128, 128
+    header.filename = str(tmp_path / "gone.dcm")
     with pytest.raises(DicomOutputError, match=r"gone\.dcm"):
-        write_study_outputs([tmp_path / "gone.dcm"], np.zeros((1, 128, 128), np.float32), np.array([0]), 0, get_preset("brain-mri-t1"), 1.0, tmp_path / "o")
+        write_study_outputs([header], np.zeros((1, 128, 128), np.float32), np.array([0]), 0, get_preset("brain-mri-t1"), 1.0, tmp_path / "o")
 
 
 def test_patient_orientation_follows_the_source():
     from pydicom.dataset import Dataset
 
-    from ra_sdk.dicom_out import patient_orientation
+    from ra_sdk.report.dicom import patient_orientation
 
     def ds(**kw):
         d = Dataset()

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from ra_sdk.cli import main
 from ra_sdk.data import DEMO_ENGINE
 from ra_sdk.engine import EngineError, read_engine, write_engine
-from ra_sdk.pipeline import Scorer
+from ra_sdk.scorer import Scorer
 from ra_sdk.scoring import ScoreConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,8 @@ def images() -> np.ndarray:
 def test_onnx_matches_pytorch_per_output(bundle):
     import onnxruntime as ort
     from ra_sdk.train import load_model
-    from ra_sdk.train.model import ReconNet
+
+    from ra_sdk.network import ReconNet
 
     eng = read_engine(bundle)
     net, _ = load_model(CKPT)
@@ -200,10 +201,10 @@ def test_an_engine_is_a_checkpoint_bit_for_bit_and_reexports_identically(tmp_pat
     from ra_sdk.export.onnx_export import export_checkpoint
     from ra_sdk.train import checkpoint as ckpt
     from ra_sdk.train import load_model
-    from ra_sdk.train.model import build
 
     from ra_sdk.configs import get_model_config
-    from ra_sdk.presets import get_preset
+    from ra_sdk.network import build
+    from ra_sdk.preprocess import get_preset
 
     torch.manual_seed(3)
     cfg = get_model_config("ra-tiny")
@@ -233,7 +234,8 @@ def test_an_engine_with_folded_weights_is_a_clear_error(tmp_path):
     import io
 
     from ra_sdk.train import checkpoint as ckpt
-    from ra_sdk.train.model import network_module
+
+    from ra_sdk.network import network_module
 
     eng = read_engine(CKPT)
     net, _ = ckpt.load_model(CKPT)

@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 
 from benchmarks import browser
-from ra_sdk.data.demo import DemoSpec, write_demo_studies
-from ra_sdk.report import _script_json, build_report
-from ra_sdk.screen import PREVIEWS, Screener, run, safe_name, write_results
+from ra_sdk.data.demo_studies import DemoSpec, write_demo_studies
+from ra_sdk.report import build_report
+from ra_sdk.report.html import _script_json
+from ra_sdk.report.previews import PREVIEWS
+from ra_sdk.results import safe_name, write_results
+from ra_sdk.run import run
+from ra_sdk.screen import Screener
 
 HOSTILE = "<img src=x onerror=alert(1)>.png"
 
@@ -39,14 +43,14 @@ def screened(tmp_path_factory, screener):
     (root / "studies" / "png" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     shutil.copy(sorted((root / "studies" / "png").glob("case_*.png"))[0], root / "studies" / "png" / HOSTILE)
     out = root / "out"
-    summary, rows = run(root / "studies", out, screener, previews=True, progress=False)
+    summary, rows = run(root / "studies", out, screener, previews=True)
     assert summary.failed == 1
     return root, out, rows
 
 
 def test_report_content_order_and_previews(screened):
     _, out, rows = screened
-    path = build_report(out, previews=5, progress=False)
+    path = build_report(out, previews=5)
     text = path.read_text(encoding="utf-8")
     data = _data(text, "data")
     pics = _data(text, "pics")
@@ -65,7 +69,7 @@ def test_report_content_order_and_previews(screened):
 
 def test_report_is_self_contained(screened):
     _, out, _ = screened
-    text = build_report(out, progress=False).read_text(encoding="utf-8")
+    text = build_report(out).read_text(encoding="utf-8")
     assert "http:" not in text and "https:" not in text
     assert "<link" not in text and "@import" not in text and not re.search(r"<script[^>]+src=", text)
     assert "Content-Security-Policy" in text and "default-src 'none'" in text
@@ -78,7 +82,7 @@ def test_report_without_labels_has_a_histogram_only(screened, tmp_path):
     info = json.loads((run_dir / "run.json").read_text())
     info["studies_root"] = str(tmp_path / "gone")  # no labels.csv there, no studies to re-score
     (run_dir / "run.json").write_text(json.dumps(info))
-    text = build_report(run_dir, progress=False).read_text(encoding="utf-8")
+    text = build_report(run_dir).read_text(encoding="utf-8")
     assert 'aria-label="score histogram"' in text and 'aria-label="ROC curve"' not in text
 
 
@@ -87,7 +91,11 @@ def test_missing_previews_are_remade_with_the_engine(screened, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(out, run_dir)
     shutil.rmtree(run_dir / PREVIEWS)
-    text = build_report(run_dir, previews=3, progress=False).read_text(encoding="utf-8")
+    assert _data(build_report(run_dir, previews=3).read_text(encoding="utf-8"), "pics") == {}  # the report only reads
+    from ra_sdk.run import make_missing_previews
+
+    assert make_missing_previews(run_dir, 3) == 3  # the screening step ra-sdk report runs first
+    text = build_report(run_dir, previews=3).read_text(encoding="utf-8")
     assert sorted(_data(text, "pics"), key=int) == ["0", "1", "2"]
     assert len(list((run_dir / PREVIEWS).glob("*.jpg"))) == 3
 
@@ -160,7 +168,7 @@ def test_report_in_chromium(screened, chrome, tmp_path):
     from selenium.webdriver.common.keys import Keys
 
     _, out, rows = screened
-    path = build_report(out, page_size=10, previews=50, progress=False)
+    path = build_report(out, page_size=10, previews=50)
     data = _data(path.read_text(encoding="utf-8"), "data")
     cols = data["cols"]
     chrome.get(path.as_uri())
@@ -236,7 +244,7 @@ def test_report_for_10000_studies_pages_in_chromium(chrome, tmp_path, screened):
     ordered = write_results(run_dir, rows)
     for r in ordered[:500]:
         (run_dir / PREVIEWS / f"{safe_name(r['study'])}.jpg").write_bytes(jpeg)
-    path = build_report(run_dir, previews=500, make_missing_previews=False, progress=False)
+    path = build_report(run_dir, previews=500)
     assert path.stat().st_size < 500 * 1.4 * len(jpeg) + 3_000_000
     chrome.get(path.as_uri())
     assert chrome.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
@@ -251,7 +259,7 @@ def test_report_for_10000_studies_pages_in_chromium(chrome, tmp_path, screened):
 
 def test_labels_csv_with_label_column_and_a_bad_one(tmp_path):
     from ra_sdk.errors import ConfigError
-    from ra_sdk.report import read_labels_csv
+    from ra_sdk.report.html import read_labels_csv
 
     p = tmp_path / "l.csv"
     p.write_text("study,label\na.png,1\nb.png,normal\nc.png,lesion\n")

@@ -20,7 +20,8 @@ from click.testing import CliRunner
 import ra_sdk
 from ra_sdk.cli import main
 from ra_sdk.io.write import write_dicom, write_nifti, write_png
-from ra_sdk.screen import JOURNAL, read_journal, safe_name
+from ra_sdk.journal import JOURNAL, read_journal
+from ra_sdk.results import safe_name
 
 pydicom = pytest.importorskip("pydicom")
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
@@ -122,7 +123,7 @@ def _bad_inputs(root: Path) -> dict[str, str]:
     ds = pydicom.dcmread(root / "huge.dcm")
     ds.Rows, ds.Columns, ds.NumberOfFrames = 60000, 60000, 10
     ds.save_as(root / "huge.dcm")
-    expect["huge.dcm"] = "unreadable"
+    expect["huge.dcm"] = "too-large"
     return expect
 
 
@@ -133,7 +134,8 @@ def test_bad_input_suite_rows_with_reasons(tmp_path):
     # odd but valid files get rows with scores (and notes)
     import cv2
 
-    cv2.imwrite(str(studies / "rgba.png"), np.dstack([np.full((40, 40, 3), 90, np.uint8), np.full((40, 40), 255, np.uint8)]))
+    ramp = np.tile(np.arange(40, dtype=np.uint8) * 5, (40, 1))
+    cv2.imwrite(str(studies / "rgba.png"), np.dstack([ramp, ramp // 2, 255 - ramp, np.full((40, 40), 255, np.uint8)]))
     write_png(studies / "tiny.png", np.array([[7]], np.uint8))
     write_png(studies / "flat16.png", np.zeros((32, 48), np.uint16))
     out = tmp_path / "out"
@@ -145,8 +147,9 @@ def test_bad_input_suite_rows_with_reasons(tmp_path):
         assert name in rows, name
         assert rows[name]["error"] and rows[name]["error_kind"] == kind, (name, rows[name])
         assert name in rows[name]["error"] and "\n" not in rows[name]["error"]
-    for name in ("rgba.png", "tiny.png", "flat16.png"):
-        assert rows[name]["error"] == "" and rows[name]["score"] != "", rows[name]
+    assert rows["rgba.png"]["error"] == "" and rows["rgba.png"]["score"] != "", rows["rgba.png"]
+    for name in ("tiny.png", "flat16.png"):  # no usable signal: a failure with its reason, never a normal
+        assert rows[name]["error_kind"] == "no-signal" and rows[name]["score"] == "", rows[name]
     assert "colour" in rows["rgba.png"]["notes"] or "alpha" in rows["rgba.png"]["notes"]
 
 

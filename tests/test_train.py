@@ -37,12 +37,13 @@ def batch():
     return (base + 0.05 * torch.rand(8, 1, 32, 32, generator=g)).clamp(0, 1)
 
 
-def _small_trainer(tmp_path, objective, **kw):
-    from ra_sdk.configs import _MODELS, ModelConfig
+#: small model configs for tests, passed to the Trainer (the registry is never written to)
+TEST_32 = ra_sdk.ModelConfig("test-32", channels=(8, 16, 16), zdim=16, image_size=32)
+TEST_32B = ra_sdk.ModelConfig("test-32b", channels=(8, 16, 32), zdim=16, image_size=32)
 
-    if "test-32" not in _MODELS:
-        ra_sdk.configs.register_model(ModelConfig("test-32", channels=(8, 16, 16), zdim=16, image_size=32))
-    return Trainer(TrainConfig(objective=objective, model="test-32", batch_size=8, lr=1e-3, augment=False, **kw), tmp_path / objective, device="cpu", progress=False)
+
+def _small_trainer(tmp_path, objective, **kw):
+    return Trainer(TrainConfig(objective=objective, model="test-32", batch_size=8, lr=1e-3, augment=False, **kw), tmp_path / objective, device="cpu", model=TEST_32)
 
 
 @pytest.mark.parametrize("objective", ["ra", "ae", "vae"])
@@ -193,7 +194,5 @@ def test_init_from_warm_starts_and_refuses_another_config(tmp_path, batch):
     b = _small_trainer(tmp_path / "b", "ra", init_from=str(tmp_path / "a" / "ae" / "best"), seed=7)
     for (name, x), (_, y) in zip(a.net.state_dict().items(), b.net.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
-    if "test-32b" not in ra_sdk.configs._MODELS:
-        ra_sdk.configs.register_model(ra_sdk.configs.ModelConfig("test-32b", channels=(8, 16, 32), zdim=16, image_size=32))
     with pytest.raises(ConfigError, match="another config"):
-        Trainer(TrainConfig(objective="ra", model="test-32b", init_from=str(tmp_path / "a" / "ae" / "best")), tmp_path / "c", device="cpu", progress=False)
+        Trainer(TrainConfig(objective="ra", model="test-32b", init_from=str(tmp_path / "a" / "ae" / "best")), tmp_path / "c", device="cpu", model=TEST_32B)

@@ -4,8 +4,9 @@ Installed as ``ra_sdk.train`` (the repository folder is ``train/``). Importing i
 imports torch; ``import ra_sdk`` never does.
 """
 
+from ra_sdk.network import RANet, ReconNet, build
+
 from .checkpoint import CheckpointError, load_model
-from .model import RANet, ReconNet, build
 from .trainer import OBJECTIVES, Callback, CSVLogger, TrainConfig, Trainer, make_pool
 
 __all__ = ["OBJECTIVES", "CSVLogger", "Callback", "CheckpointError", "RANet", "ReconNet", "TrainConfig", "Trainer", "build", "load_model", "make_pool"]

@@ -19,14 +19,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ra_sdk.configs import ModelConfig
-from ra_sdk.errors import RaSdkError
+from ra_sdk.errors import CheckpointError
 
 if TYPE_CHECKING:
-    from .model import RANet
-
-
-class CheckpointError(RaSdkError):
-    """A checkpoint is missing, truncated, tampered with or not in the safe format."""
+    from ra_sdk.network import RANet
 
 
 def _flatten_optimizer(prefix: str, sd: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -114,41 +110,17 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def weights_from_engine(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(state dict, config) recovered from an engine file's fp32 ``recon`` ONNX network.
-
-    Every parameter and BN statistic is an initializer (or an Identity of one) named
-    ``net.<state-dict key>``;
-    BN step counters (``num_batches_tracked``, unused at inference) come back as 0.
-    """
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
-    from ra_sdk.engine import EngineError, read_engine
-
-    from .model import build
+    """(state dict, config) recovered from an engine file (see
+    :func:`ra_sdk.network.load_engine_network`)."""
+    from ra_sdk.engine import read_engine
+    from ra_sdk.errors import EngineError
+    from ra_sdk.network import load_engine_network
 
     try:
         eng = read_engine(path)
-        blob = eng.network("recon")[1]
+        weights = load_engine_network(eng).state_dict()
     except EngineError as err:
         raise CheckpointError(str(err)) from None
-    graph = onnx.load_from_string(blob).graph
-    init = {i.name: i for i in graph.initializer}
-    # The exporter merges weights with equal values into one initializer and keeps each
-    # merged weight's name as an Identity of it (e.g. the all-ones BN weights of a new net).
-    for node in graph.node:
-        if node.op_type == "Identity" and node.input[0] in init:
-            init.setdefault(node.output[0], init[node.input[0]])
-    expected = build(eng.meta.model).state_dict()
-    weights: dict[str, torch.Tensor] = {}
-    for key, ref in expected.items():
-        if key.endswith("num_batches_tracked"):
-            weights[key] = torch.zeros_like(ref)
-        elif f"net.{key}" in init:
-            weights[key] = torch.from_numpy(np.array(numpy_helper.to_array(init[f"net.{key}"])))
-        else:
-            raise CheckpointError(f"{path}: its recon network does not keep the weight {key!r} by name (exported by an older ra-sdk); re-export it from its checkpoint")
     source = eng.meta.source or {}
     config = {
         "format": "ra-sdk-checkpoint/1",
@@ -159,7 +131,7 @@ def weights_from_engine(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
         "optimizers": {},
         "engine_source": source,  # provenance of the weights (original checkpoint name, sha256)
     }
-    return weights, config
+    return dict(weights), config
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -180,7 +152,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 
 def load_model(path: str | Path, *, device: str = "cpu") -> tuple[RANet, dict[str, Any]]:
     """Rebuild the network of a checkpoint folder or engine file and load its weights (eval mode)."""
-    from .model import build
+    from ra_sdk.network import build
 
     weights, config = load_weights(path)
     net = build(ModelConfig.from_dict(config["model"]))

@@ -1,8 +1,8 @@
 """The trainer: Soft-IntroVAE encoder/decoder steps with RA's multi-scale reversed
 embedding loss (DESIGN.md section 2), and the AE and VAE baselines on the same backbone.
 
-Reports go through callbacks (a CSV + JSONL log by default); nothing is printed here but
-an optional progress bar. Checkpoints are safetensors + JSON (train/checkpoint.py).
+Reports go through callbacks (a CSV + JSONL log by default; a progress display is a
+callback the caller adds); nothing is printed here. Checkpoints are safetensors + JSON (train/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import torch.nn.functional as F
 
 from ra_sdk.configs import ModelConfig, get_model_config
 from ra_sdk.errors import ConfigError
-from ra_sdk.presets import get_preset
+from ra_sdk.network import RANet, build
+from ra_sdk.preprocess import get_preset
 
 from . import checkpoint as ckpt
-from .model import RANet, build
 
 log = logging.getLogger(__name__)
 OBJECTIVES = ("ra", "ae", "vae")
@@ -61,7 +61,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
-        get_model_config(self.model)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,6 +68,10 @@ class TrainConfig:
 
 class Callback:
     """Hooks the trainer calls; override what you need."""
+
+    def on_start(self, total_steps: int, step: int) -> None: ...
+
+    def on_end(self, summary: dict[str, Any]) -> None: ...
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None: ...
 
@@ -129,6 +132,19 @@ def images_from_folder(folder: str | Path, preset_name: str, size: int) -> np.nd
     return read_folder_images(folder, get_preset(preset_name).replace(size=size))[:, None]
 
 
+def training_data(cfg: TrainConfig, *, data: str | Path | None = None, model: ModelConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) images (N, 1, S, S): with ``data``, every screened slice of the
+    normal studies under it, a tenth (at least one) held out at random (seeded); without,
+    augmented pools of the embedded brain data's train and validation splits."""
+    size = (model or get_model_config(cfg.model)).image_size
+    if data is None:
+        return make_pool("train", cfg.pool_size, seed=cfg.seed, size=size, workers=cfg.workers), make_pool("val", cfg.val_size, seed=cfg.seed, size=size)
+    imgs = images_from_folder(data, cfg.preset, size)
+    order = np.random.default_rng(cfg.seed).permutation(len(imgs))
+    n_val = max(1, len(imgs) // 10)
+    return imgs[order[n_val:]], imgs[order[:n_val]]
+
+
 def augment_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Random affine (rotation 10 deg, translate 0.1, scale 0.9-1.1) and horizontal flip."""
     b = x.shape[0]
@@ -181,7 +197,9 @@ def embedding_loss(real: Sequence[torch.Tensor], rec: Sequence[torch.Tensor]) ->
 class Trainer:
     """Trains one network by objective; see :class:`TrainConfig` and :meth:`fit`."""
 
-    def __init__(self, cfg: TrainConfig, out: str | Path, *, device: str = "auto", callbacks: Sequence[Callback] = (), progress: bool | None = None):
+    def __init__(self, cfg: TrainConfig, out: str | Path, *, device: str = "auto", callbacks: Sequence[Callback] = (), model: ModelConfig | None = None):
+        """``model``: a model config to train instead of the registered ``cfg.model`` (its
+        name must be ``cfg.model``); the registry is never written to."""
         self.cfg = cfg
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -189,7 +207,9 @@ class Trainer:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
-        self.model_cfg = get_model_config(cfg.model)
+        if model is not None and model.name != cfg.model:
+            raise ConfigError(f"the model config is named {model.name!r}, the training config trains {cfg.model!r}")
+        self.model_cfg = model or get_model_config(cfg.model)
         torch.manual_seed(cfg.seed)
         self.net: RANet = build(self.model_cfg).to(self.device)
         if self.cuda and cfg.channels_last:
@@ -201,7 +221,6 @@ class Trainer:
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
         self.callbacks = [CSVLogger(self.out), *callbacks]
-        self.progress = progress
         self.scale = 1.0 / (self.model_cfg.image_size**2)
         self.step = 0
         self.epoch = 0
@@ -355,8 +374,6 @@ class Trainer:
 
     def fit(self, train: np.ndarray | torch.Tensor, val: np.ndarray | torch.Tensor, *, resume: bool = True) -> dict[str, Any]:
         """Train on (N, 1, H, W) images in [0, 1]; returns a summary."""
-        from tqdm import tqdm
-
         cfg = self.cfg
         if resume:
             self.resume()
@@ -369,7 +386,8 @@ class Trainer:
             total = min(total, cfg.max_steps)
         t0 = time.perf_counter()
         stop_reason = "epochs"
-        bar = tqdm(total=total, initial=self.step, desc=f"train {cfg.objective}/{cfg.model}", disable=self.progress is False, leave=False)
+        for c in self.callbacks:
+            c.on_start(total, self.step)
         order_gen = torch.Generator().manual_seed(cfg.seed)
         while self.step < total:
             # Epoch e always sees the same order: a resumed run continues the same stream.
@@ -384,8 +402,6 @@ class Trainer:
                     x = x.contiguous(memory_format=torch.channels_last)
                 metrics = self.train_step(x)
                 self.step += 1
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()})
                 for c in self.callbacks:
                     c.on_step(self.step, metrics)
                 if self.step % cfg.checkpoint_every == 0:
@@ -417,7 +433,6 @@ class Trainer:
                 if cfg.patience and self.stale_epochs >= cfg.patience:
                     stop_reason = "early stopping"
                     break
-        bar.close()
         if stop_reason in ("time budget", "non-finite loss"):
             v = self.validate(val_t)
             for c in self.callbacks:
@@ -428,4 +443,7 @@ class Trainer:
             self._save("last")
         if not (self.out / "best").exists():
             self._save("best")
-        return {"steps": self.step, "epochs": self.epoch, "best_val_mse": self.best_val, "seconds": time.perf_counter() - t0, "stopped_by": stop_reason}
+        summary = {"steps": self.step, "epochs": self.epoch, "best_val_mse": self.best_val, "seconds": time.perf_counter() - t0, "stopped_by": stop_reason}
+        for c in self.callbacks:
+            c.on_end(summary)
+        return summary

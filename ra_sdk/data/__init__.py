@@ -28,7 +28,7 @@ def load_template() -> dict[str, np.ndarray]:
 
 def load_normal_slices(size: int = 128, preset: str = "brain-mri-t1") -> np.ndarray:
     """Every embedded T1 slice preprocessed with ``preset`` at ``size``: (N, size, size) float32."""
-    from ..presets import get_preset, to_model_input
+    from ..preprocess import get_preset, to_model_input
 
     p = get_preset(preset).replace(size=size)
     t1 = load_template()["t1"]

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import logging
 import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import CorruptFileError, NotAnImageError, ReadError, UnsupportedCodecError
+from ..errors import (
+    AccessError,
+    CorruptFileError,
+    NotAnImageError,
+    ReadError,
+    TooLargeError,
+    UnsupportedCodecError,
+)
+from .limits import check_pixels, open_checked
 from .study import Slices
 
 log = logging.getLogger(__name__)
@@ -35,8 +44,13 @@ ID_KEYWORDS = (
     "SeriesNumber",
     "InstanceNumber",
 )
-#: the largest image we agree to decode (frames x rows x columns)
+#: the largest image we agree to decode (frames x rows x columns), whatever the budget
 MAX_PIXELS = 512 * 4096 * 4096
+DEFLATED = "1.2.840.10008.1.2.1.99"
+#: a deflated dataset inflating to more than this (or this many times its file) is refused
+MAX_INFLATED_BYTES = 1 << 30
+#: uncompressed transfer syntaxes: the pixel data length must match the header
+_NATIVE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", DEFLATED)
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -63,13 +77,9 @@ def dcmread(path: Path, *, stop_before_pixels: bool = False) -> Any:
     from pydicom.errors import InvalidDicomError
 
     path = Path(path)
+    st = open_checked(path)
     try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise ReadError(path, f"cannot open file ({err.strerror})") from None
-    try:
-        if size == 0:
-            raise CorruptFileError(path, "empty file")
+        _check_deflated(path, st.st_size)
         try:
             return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
         except InvalidDicomError:
@@ -80,8 +90,46 @@ def dcmread(path: Path, *, stop_before_pixels: bool = False) -> Any:
             return ds
     except ReadError:
         raise
-    except _PARSE_ERRORS as err:
+    except PermissionError:
+        raise AccessError(path, "permission denied") from None
+    except MemoryError:
+        raise TooLargeError(path, "the dataset does not fit in memory") from None
+    except Exception as err:
         raise CorruptFileError(path, f"cannot parse DICOM file ({type(err).__name__}: {_first_line(err)})") from None
+
+
+def _check_deflated(path: Path, size: int) -> None:
+    """A Deflated Explicit VR dataset is inflated whole when pydicom reads it: measure the
+    inflated size first, in bounded chunks, and refuse a decompression bomb."""
+    from pydicom.filereader import read_file_meta_info
+
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if len(head) < 132 or head[128:132] != b"DICM":
+        return
+    try:
+        meta = read_file_meta_info(path)
+    except Exception:
+        return
+    if str(meta.get("TransferSyntaxUID", "")) != DEFLATED or "FileMetaInformationGroupLength" not in meta:
+        return
+    start = 132 + 12 + int(meta.FileMetaInformationGroupLength)
+    limit = min(MAX_INFLATED_BYTES, 64 * size + (1 << 20))
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        while chunk := fh.read(1 << 16):
+            try:
+                total += len(inflater.decompress(chunk, limit + 1 - total))
+                while inflater.unconsumed_tail and total <= limit:
+                    total += len(inflater.decompress(inflater.unconsumed_tail, limit + 1 - total))
+            except zlib.error as err:
+                raise CorruptFileError(path, f"deflated dataset does not inflate ({err})") from None
+            if total > limit:
+                raise TooLargeError(path, f"deflated dataset of {size:,} bytes inflates beyond {limit / 2**20:,.0f} MB (a decompression bomb?)")
+            if inflater.eof:
+                return
 
 
 def _infer_transfer_syntax(ds: Any) -> None:
@@ -119,45 +167,57 @@ def _describe(ds: Any) -> str:
     return f"{name} (Modality {ds.get('Modality', '?')})"
 
 
-def decode(path: Path, *, apply_voi: bool = True) -> Slices:
+def decode(path: Path, *, apply_voi: bool = True, max_bytes: int | None = None) -> Slices:
     """Decode one DICOM file into (frames, H, W) float32 presentation-ready values.
 
     Raises:
         NotAnImageError: the file has no pixel data (SR, RT plan, KO...).
-        UnsupportedCodecError: no installed handler decodes its transfer syntax.
+        UnsupportedCodecError: no installed decoder handles its transfer syntax.
+        TooLargeError: the image would not fit its share of the memory budget.
         CorruptFileError: truncated or malformed file.
     """
-
     path = Path(path)
-    return decode_dataset(dcmread(path), path, apply_voi=apply_voi)
+    return decode_dataset(dcmread(path), path, apply_voi=apply_voi, max_bytes=max_bytes)
 
 
-def decode_dataset(ds: Any, path: Path, *, apply_voi: bool = True) -> Slices:
-    """:func:`decode` for a dataset already read (with its pixel data) from ``path``."""
+#: SOP classes whose instances are images even when a damaged file lost the pixel data
+_IMAGE_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1."
+
+
+def decode_dataset(ds: Any, path: Path, *, apply_voi: bool = True, max_bytes: int | None = None) -> Slices:
+    """:func:`decode` for a dataset already read (with its pixel data) from ``path``.
+    Every size is checked from the header before the pixel data is decoded."""
     try:
-        if not _has_pixels(ds):
-            raise NotAnImageError(path, f"not an image: {_describe(ds)} has no pixel data")
         rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+        if not _has_pixels(ds):
+            if rows and cols:
+                raise CorruptFileError(path, f"truncated or damaged: the header describes a {rows}x{cols} image but the file holds no pixel data")
+            raise NotAnImageError(path, f"not an image: {_describe(ds)} has no pixel data")
+    except ReadError:
+        raise
     except _PARSE_ERRORS as err:
         raise CorruptFileError(path, f"invalid image header ({type(err).__name__}: {_first_line(err)})") from None
-    if rows <= 0 or cols <= 0:
-        raise CorruptFileError(path, f"image has invalid size {rows}x{cols}")
+    if rows <= 0 or cols <= 0 or frames <= 0:
+        raise CorruptFileError(path, f"image has invalid size {frames} frame(s) of {rows}x{cols}")
     if rows * cols * frames > MAX_PIXELS:
-        raise ReadError(path, f"image too large to screen: {frames} frame(s) of {rows}x{cols}")
+        raise TooLargeError(path, f"image too large to screen: {frames} frame(s) of {rows}x{cols}")
+    check_pixels(path, rows * cols * frames * max(1, spp), max_bytes, f"{frames} frame(s) of {rows}x{cols}")
 
     meta_info = getattr(ds, "file_meta", None)
     tsuid = meta_info.get("TransferSyntaxUID") if meta_info is not None else None
+    if str(tsuid or "") in _NATIVE and "PixelData" in ds:
+        _check_native_length(ds, path, rows, cols, frames, spp, bits)
     try:
         arr = ds.pixel_array
-    except (NotImplementedError, RuntimeError, ImportError) as err:
-        msg = _first_line(err)
-        if "handler" in msg.lower() or "plugin" in msg.lower() or "decod" in msg.lower() or "support" in msg.lower():
-            ts = f"{getattr(tsuid, 'name', tsuid)} ({tsuid})" if tsuid else "unknown transfer syntax"
-            raise UnsupportedCodecError(path, f"no installed pixel handler decodes {ts}: {msg}") from None
-        raise CorruptFileError(path, f"cannot decode pixel data ({msg})") from None
-    except _PARSE_ERRORS as err:
-        raise CorruptFileError(path, f"cannot decode pixel data ({type(err).__name__}: {_first_line(err)})") from None
+    except ReadError:
+        raise
+    except MemoryError:
+        raise TooLargeError(path, "the pixel data does not fit in memory") from None
+    except Exception as err:
+        raise _decode_failure(path, tsuid, err) from None
 
     try:
         return _to_slices(path, np.asarray(arr), ds, frames, apply_voi, str(tsuid or ""))
@@ -167,11 +227,57 @@ def decode_dataset(ds: Any, path: Path, *, apply_voi: bool = True) -> Slices:
         raise CorruptFileError(path, f"cannot apply LUTs ({type(err).__name__}: {_first_line(err)})") from None
 
 
+def _check_native_length(ds: Any, path: Path, rows: int, cols: int, frames: int, spp: int, bits: int) -> None:
+    """Uncompressed pixel data must be as long as the header says: a file whose
+    BitsAllocated, Rows, Columns or NumberOfFrames do not match its data is refused,
+    never reshaped into a wrong picture."""
+    try:
+        actual = len(ds.PixelData)
+    except Exception:
+        return
+    expected = rows * cols * frames * spp * bits // 8 if bits % 8 == 0 else (rows * cols * frames * spp * bits + 7) // 8
+    if actual < expected:
+        raise CorruptFileError(path, f"truncated pixel data: {actual:,} bytes, the header describes {expected:,} ({frames} frame(s) of {rows}x{cols}, {spp} sample(s), {bits} bits allocated)")
+    if actual - expected > max(expected // 2, 1):
+        raise CorruptFileError(path, f"pixel data holds {actual:,} bytes but the header describes {expected:,} ({frames} frame(s) of {rows}x{cols}, {spp} sample(s), {bits} bits allocated): header and data disagree")
+
+
+def _decode_failure(path: Path, tsuid: Any, err: BaseException) -> ReadError:
+    """The one-line reason a pixel decode failed, keeping pydicom's own cause: no decoder
+    for the transfer syntax here, a decoder that does not support this encoding, or data
+    the decoders cannot read."""
+    ts = f"{getattr(tsuid, 'name', tsuid)} ({tsuid})" if tsuid else "unknown transfer syntax"
+    cause = " ".join(str(err).split()) or type(err).__name__
+    cause = cause.replace("Unable to decode as exceptions were raised by all available plugins: ", "")[:400]
+    available = True
+    missing = ""
+    if tsuid:
+        try:
+            from pydicom.pixels import get_decoder
+
+            dec = get_decoder(tsuid)
+            available = bool(dec.is_available)
+            missing = "; ".join(dec.missing_dependencies)
+        except Exception:
+            available = False
+    if not available:
+        return UnsupportedCodecError(path, f"no installed decoder handles {ts}" + (f" (needs {missing})" if missing else "") + f": {cause}")
+    if "not support" in cause.lower() or "unsupported" in cause.lower():
+        return UnsupportedCodecError(path, f"the installed decoders do not support this {ts} encoding: {cause}")
+    return CorruptFileError(path, f"cannot decode {ts} pixel data: {cause}")
+
+
 def _to_slices(path: Path, arr: np.ndarray, ds: Any, frames: int, apply_voi: bool, tsuid: str) -> Slices:
     notes: list[str] = []
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
     if frames == 1:
         arr = arr[None]  # (1, H, W[, 3])
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        arr = np.asarray(apply_color_lut(arr, ds))  # indices -> RGB through the palette
+        spp = 3
+        notes.append("palette colour applied")
     if spp > 1 or arr.ndim == 4:
         # pydicom returns RGB (YBR is converted by default); ITU-R BT.601 luma
         arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -225,13 +331,42 @@ def slice_sort_key(ds: Any, fallback: str) -> tuple[float, float, str]:
     return 0.0, inst_f, fallback
 
 
-def read_series(paths: Sequence[Path], *, apply_voi: bool = True) -> Slices:
-    """Decode the files of one series (already in slice order) into one stack."""
-    parts = [decode(p, apply_voi=apply_voi) for p in paths]
+def read_series(paths: Sequence[Path], *, apply_voi: bool = True, max_bytes: int | None = None) -> Slices:
+    """Decode the files of one series (already in slice order) into one stack.
+
+    Files that fail are left out with a note naming the first reason, as long as one file
+    decodes; ``meta["headers"]`` holds each decoded file's dataset without its pixel data
+    (what DICOM outputs need) and ``meta["files"]`` the files they came from.
+    """
+    parts, headers, used, failures = [], [], [], []
+    budget = max_bytes
+    for p in paths:
+        try:
+            ds = dcmread(p)
+            sl = decode_dataset(ds, Path(p), apply_voi=apply_voi, max_bytes=budget)
+        except TooLargeError:
+            raise  # the series as a whole is over budget
+        except ReadError as err:
+            failures.append(err)
+            continue
+        for kw in _PIXEL_KEYWORDS:
+            if kw in ds:
+                del ds[kw]
+        parts.append(sl)
+        headers.append(ds)
+        used.append(Path(p))
+        if budget is not None:
+            budget -= sl.pixels.size * 12
+    if not parts:
+        raise failures[0]
     shapes = {p.pixels.shape[1:] for p in parts}
-    if len(shapes) > 1:
+    if len(shapes) > 1:  # discovery splits series by size; this is a header that lied
         raise ReadError(paths[0], f"series mixes image sizes {sorted(shapes)}; cannot stack its slices")
     notes = sorted({n for p in parts for n in p.notes})
+    if failures:
+        notes.append(f"{len(failures)} of {len(paths)} files not screened ({failures[0].kind}: {failures[0].reason})")
     meta = dict(parts[0].meta)
     meta["n_files"] = len(parts)
+    meta["headers"] = headers
+    meta["files"] = used
     return Slices(pixels=np.concatenate([p.pixels for p in parts]), notes=notes, meta=meta)

@@ -15,13 +15,16 @@ class Study:
 
     Attributes:
         id: stable identifier, unique within one discovery (relative path or series UID).
-        kind: "dicom", "nifti" or "image".
+        kind: "dicom", "nifti", "image", or "unreadable" (a file or folder discovery could
+            not open: reading it raises ``error``, so it still gets a row).
         paths: the files the study is made of, in slice order for DICOM series.
+        error: why an "unreadable" study cannot be read.
     """
 
     id: str
     kind: str
     paths: tuple[Path, ...]
+    error: str = ""
 
 
 @dataclass

@@ -7,22 +7,25 @@ float64 and stores float32, axis 0 (H) first, then axis 1 (W), as
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
 
+from ...spec import (
+    FEATURE_EPS,
+    GAUSSIAN_TRUNCATE,
+    SALIENCY_SIGMA,
+    SSIM_K1,
+    SSIM_K2,
+    SSIM_SIGMA,
+    SSIM_TRUNCATE,
+    SSIM_WINDOW,
+    box_kernel1d,
+    gaussian_kernel1d,
+)
+
 #: 'reflect' in scipy.ndimage (d c b a | a b c d | d c b a) is BORDER_REFLECT in OpenCV
 _BORDER = 2  # cv2.BORDER_REFLECT, without importing cv2 at module load
-
-
-@functools.lru_cache(maxsize=16)
-def gaussian_kernel1d(sigma: float, truncate: float) -> np.ndarray:
-    """scipy.ndimage's Gaussian weights: radius int(truncate * sigma + 0.5), normalised."""
-    radius = int(truncate * float(sigma) + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    w = np.exp(-0.5 / (sigma * sigma) * x * x)
-    return w / w.sum()
 
 
 def _correlate_hw(x: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -65,14 +68,14 @@ def _filter(cv2, img: np.ndarray, kernel: np.ndarray, r: int, axis: int) -> np.n
     return out
 
 
-def gaussian_blur(x: np.ndarray, sigma: float = 2.0, *, truncate: float = 4.0) -> np.ndarray:
+def gaussian_blur(x: np.ndarray, sigma: float = SALIENCY_SIGMA, *, truncate: float = GAUSSIAN_TRUNCATE) -> np.ndarray:
     """scipy.ndimage.gaussian_filter (mode 'reflect') of each (H, W) image of (B, H, W)."""
     return _correlate_hw(np.asarray(x, np.float32), gaussian_kernel1d(float(sigma), float(truncate)))
 
 
 def uniform_filter(x: np.ndarray, size: int) -> np.ndarray:
     """scipy.ndimage.uniform_filter(size) of each image (mode 'reflect'); size odd."""
-    return _correlate_hw(np.asarray(x, np.float32), np.full(size, 1.0 / size))
+    return _correlate_hw(np.asarray(x, np.float32), box_kernel1d(size))
 
 
 def ssim_map(
@@ -82,21 +85,20 @@ def ssim_map(
     data_range: float = 1.0,
     gaussian_weights: bool = False,
     win_size: int | None = None,
-    sigma: float = 1.5,
+    sigma: float = SSIM_SIGMA,
 ) -> np.ndarray:
     """The full SSIM map of skimage.metrics.structural_similarity(a, b, data_range, full=True)
     for each pair of (B, H, W) float32 images (sample covariance, K1 0.01, K2 0.03)."""
     a = np.asarray(a, np.float32)
     b = np.asarray(b, np.float32)
     if gaussian_weights:
-        truncate = 3.5
-        win = win_size or 2 * int(truncate * sigma + 0.5) + 1
-        kern = gaussian_kernel1d(sigma, truncate)
+        win = win_size or 2 * int(SSIM_TRUNCATE * sigma + 0.5) + 1
+        kern = gaussian_kernel1d(sigma, SSIM_TRUNCATE)
 
         def filt(v: np.ndarray) -> np.ndarray:
             return _correlate_hw(v, kern)
     else:
-        win = win_size or 7
+        win = win_size or SSIM_WINDOW
 
         def filt(v: np.ndarray) -> np.ndarray:
             return uniform_filter(v, win)
@@ -111,8 +113,8 @@ def ssim_map(
     vx = cov_norm * (uxx - ux * ux)
     vy = cov_norm * (uyy - uy * uy)
     vxy = cov_norm * (uxy - ux * uy)
-    c1 = f32((0.01 * data_range) ** 2)
-    c2 = f32((0.03 * data_range) ** 2)
+    c1 = f32((SSIM_K1 * data_range) ** 2)
+    c2 = f32((SSIM_K2 * data_range) ** 2)
     a1 = f32(2) * ux * uy + c1
     a2 = f32(2) * vxy + c2
     b1 = ux**2 + uy**2 + c1
@@ -145,7 +147,7 @@ def feature_distance(
     size: tuple[int, int],
     *,
     weights: Sequence[np.ndarray] | None = None,
-    eps: float = 1e-10,
+    eps: float = FEATURE_EPS,
 ) -> np.ndarray:
     """LPIPS-style map: per level, unit-normalise over channels, squared difference, channel
     weights (ones by default), channel sum, bilinear upsample to ``size``; summed over levels.

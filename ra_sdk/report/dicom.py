@@ -11,17 +11,18 @@ Needs highdicom (``pip install 'ra-sdk[dicom]'``), imported only when used.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._optional import require
-from ._version import __version__
-from .errors import RaSdkError, ReadError
+from .._optional import require
+from .._version import __version__
+from ..errors import DicomOutputError, ReadError
+from ..preprocess import Preset, from_model_grid, normalise
 from .overlay import driving_index, heat_overlay
-from .presets import Preset, from_model_grid, normalise
 
 DISCLAIMER = "NOT FOR DIAGNOSTIC USE"
 #: series numbers of the derived series (kept away from typical scanner numbering)
@@ -29,33 +30,25 @@ SC_SERIES_NUMBER = 9901
 SEG_SERIES_NUMBER = 9902
 #: a Secondary Capture is upscaled so that its shorter side has at least this many pixels
 SC_MIN_SIDE = 512
-
-
-class DicomOutputError(RaSdkError):
-    """A DICOM output could not be made for one study (the run records it and goes on)."""
+#: a full disk or quota: the run stops (a write error of another kind is one study's note)
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 @dataclass
 class _Source:
-    """The screened study's files: one (dataset, frame number) per slice of the stack."""
+    """The screened study's files: one header (no pixel data) per file, and which file and
+    frame each slice of the study is."""
 
-    datasets: list[Any]  # full datasets (with pixels), one per file
+    headers: list[Any]
     slice_of: list[tuple[int, int]]  # slice k of the study -> (file index, 1-based frame)
 
 
-def _read_sources(paths: tuple[Path, ...] | list[Path]) -> _Source:
-    from .io.dicom import dcmread
-
-    datasets, slice_of = [], []
-    for i, p in enumerate(paths):
-        try:
-            ds = dcmread(Path(p))
-        except ReadError as err:
-            raise DicomOutputError(f"cannot re-read the source: {err}") from None
-        datasets.append(ds)
+def _sources(headers: list[Any]) -> _Source:
+    slice_of = []
+    for i, ds in enumerate(headers):
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         slice_of += [(i, f + 1) for f in range(frames)]
-    return _Source(datasets, slice_of)
+    return _Source(list(headers), slice_of)
 
 
 def _uid() -> str:
@@ -141,7 +134,7 @@ def _geometry(src: Any) -> Any:
 
 
 def write_study_outputs(
-    paths: tuple[Path, ...] | list[Path],
+    headers: list[Any],
     maps: np.ndarray,
     slices: np.ndarray,
     max_slice: int,
@@ -156,7 +149,9 @@ def write_study_outputs(
     """Write ``sc.dcm`` and ``seg.dcm`` for one screened DICOM study into ``out_dir``.
 
     Args:
-        paths: the study's files in slice order (as discovered).
+        headers: the datasets of the study's screened files in slice order, as read when
+            it was screened (pixel data dropped; ``filename`` set): only the driving
+            slice's file is read again, for its pixels.
         maps: (M, size, size) anomaly maps of the screened slices, on the model grid.
         slices: (M,) index in the study of each screened slice.
         max_slice: index in the study of the slice that drove the score (for the SC).
@@ -164,20 +159,27 @@ def write_study_outputs(
     Returns:
         The files written. Raises :class:`DicomOutputError` with a one-line reason.
     """
+    if not headers:
+        raise DicomOutputError("no DICOM headers were kept for this study")
+    paths = [Path(str(h.filename)) for h in headers]
     try:
-        return _write(paths, maps, slices, max_slice, preset, pixel_threshold, Path(out_dir), score, percentile, apply_voi)
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError, OSError) as err:
+        return _write(paths, headers, maps, slices, max_slice, preset, pixel_threshold, Path(out_dir), score, percentile, apply_voi)
+    except OSError as err:
+        if err.errno in _FULL:
+            raise  # a full disk stops the run; it is not one study's problem
+        raise DicomOutputError(f"{paths[0]}: {type(err).__name__}: {err.strerror or err}") from None
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DicomOutputError(f"{paths[0]}: {type(err).__name__}: {first}") from None
 
 
-def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.ndarray, max_slice: int, preset: Preset, pixel_threshold: float, out_dir: Path, score: float | None, percentile: float | None, apply_voi: bool) -> list[Path]:
+def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.ndarray, max_slice: int, preset: Preset, pixel_threshold: float, out_dir: Path, score: float | None, percentile: float | None, apply_voi: bool) -> list[Path]:
     hd = require("highdicom", "DICOM outputs")
     from pydicom.sr.codedict import codes
 
-    from .io.dicom import decode_dataset
+    from ..io.dicom import dcmread, decode_dataset
 
-    src = _read_sources(paths)
+    src = _sources(headers)
     if len(src.slice_of) < int(np.max(slices)) + 1:
         raise DicomOutputError(f"{paths[0]}: study has {len(src.slice_of)} slices, the result refers to slice {int(np.max(slices))}")
     thr = pixel_threshold if np.isfinite(pixel_threshold) else float(np.max(maps)) / 2
@@ -185,8 +187,11 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
     # ---- Secondary Capture of the slice that drove the score, overlay burned in
     k = driving_index(slices, max_slice, maps)
     fi, frame = src.slice_of[int(slices[k])]
-    ref = src.datasets[fi]
-    pixels = decode_dataset(ref, Path(paths[fi]), apply_voi=apply_voi).pixels[frame - 1]
+    ref = src.headers[fi]
+    try:  # the driving slice's pixels, on the source grid
+        pixels = decode_dataset(dcmread(Path(paths[fi])), Path(paths[fi]), apply_voi=apply_voi).pixels[frame - 1]
+    except ReadError as err:
+        raise DicomOutputError(f"cannot re-read the driving slice: {err}") from None
     grey = normalise(pixels, preset)
     amap = from_model_grid(maps[k], grey.shape, preset)
     if min(grey.shape) < SC_MIN_SIDE:  # upscale before drawing, so outlines stay thin and smooth
@@ -225,21 +230,21 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
     sc.ReferencedSeriesSequence = [_series_reference(ref, [ref])]
     sc_path = out_dir / "sc.dcm"
     out_dir.mkdir(parents=True, exist_ok=True)
-    sc.save_as(sc_path, enforce_file_format=True)
+    _save(sc, sc_path)
     _read_back(sc_path, sc, rgb.shape)
 
     # ---- Segmentation of the thresholded map over every screened slice
-    multi = [ds for ds in src.datasets if int(ds.get("NumberOfFrames", 1) or 1) > 1]
+    multi = [ds for ds in src.headers if int(ds.get("NumberOfFrames", 1) or 1) > 1]
     masks: dict[tuple[int, int], np.ndarray] = {}
     for j, s in enumerate(np.asarray(slices)):
         fij = src.slice_of[int(s)]
-        ds = src.datasets[fij[0]]
+        ds = src.headers[fij[0]]
         masks[fij] = from_model_grid(maps[j], (int(ds.Rows), int(ds.Columns)), preset) > thr
     if not multi:
-        source_images = [src.datasets[fi] for fi, _ in sorted(masks)]
+        source_images = [src.headers[fi] for fi, _ in sorted(masks)]
         mask = np.stack([masks[key] for key in sorted(masks)])
-    elif len(src.datasets) == 1:
-        ds = src.datasets[0]
+    elif len(src.headers) == 1:
+        ds = src.headers[0]
         source_images = [ds]
         mask = np.zeros((int(ds.NumberOfFrames), int(ds.Rows), int(ds.Columns)), bool)
         for (_, f), m in masks.items():
@@ -273,9 +278,20 @@ def _write(paths: tuple[Path, ...] | list[Path], maps: np.ndarray, slices: np.nd
     )
     seg.ContentDescription = f"{DISCLAIMER}: RA anomaly map above {thr:.4g}"[:64]
     seg_path = out_dir / "seg.dcm"
-    seg.save_as(seg_path, enforce_file_format=True)
+    _save(seg, seg_path)
     _read_back(seg_path, seg, None)
     return [sc_path, seg_path]
+
+
+def _save(ds: Any, path: Path) -> None:
+    """Write a dataset atomically (a full disk never leaves half an object behind)."""
+    import io
+
+    from ..io.files import atomic_write
+
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    atomic_write(path, buf.getvalue())
 
 
 def _read_back(path: Path, written: Any, shape: tuple[int, ...] | None) -> None:

@@ -155,15 +155,44 @@ def select_slices(volume: np.ndarray, preset: Preset) -> np.ndarray:
     return idx
 
 
-def prepare_stack(slices: np.ndarray, preset: Preset) -> tuple[np.ndarray, np.ndarray]:
+#: the smallest image side ra-sdk screens (a smaller "image" carries no anatomy)
+MIN_SIDE = 16
+
+
+def has_signal(image: np.ndarray) -> bool:
+    """True when a 2-D image holds at least two distinct finite values."""
+    finite = image[np.isfinite(image)]
+    return finite.size > 1 and float(finite.max()) > float(finite.min())
+
+
+def prepare_stack(slices: np.ndarray, preset: Preset, *, where: str = "image") -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Select and preprocess the slices of a study.
 
     Args:
         slices: (N, H, W) decoded intensities of one study.
+        where: the file or study named in errors.
     Returns:
-        (images, indices): images (M, size, size) float32 in [0, 1] and the index of
-        each kept slice in the original stack.
+        (images, indices, notes): images (M, size, size) float32 in [0, 1], the index of
+        each kept slice in the original stack, and remarks (blank slices left out).
+    Raises:
+        NoSignalError: images smaller than MIN_SIDE, or no selected slice with signal
+            (all NaN, constant, all zero): such a study is a failure, never a normal.
     """
+    from .errors import NoSignalError
+
+    n, h, w = slices.shape
+    if min(h, w) < MIN_SIDE:
+        raise NoSignalError(where, f"image too small to screen: {h}x{w} pixels (at least {MIN_SIDE}x{MIN_SIDE})")
     idx = select_slices(slices, preset)
-    out = np.stack([to_model_input(slices[i], preset) for i in idx]) if len(idx) else np.zeros((0, preset.size, preset.size), np.float32)
-    return out, idx
+    usable = np.array([i for i in idx if has_signal(slices[i])], dtype=np.int64)
+    notes: list[str] = []
+    if usable.size < len(idx):
+        if not usable.size:
+            rest = [i for i in range(n) if has_signal(slices[i])]
+            if not rest:
+                what = "image" if n == 1 else f"all {n} slices"
+                raise NoSignalError(where, f"no usable signal: {what} constant (blank, all zero or all NaN)")
+            usable = np.array([rest[len(rest) // 2]], dtype=np.int64)
+        notes.append(f"{len(idx) - int(np.isin(idx, usable).sum())} blank slice(s) not screened")
+    out = np.stack([to_model_input(slices[i], preset) for i in usable])
+    return out, usable, notes

@@ -1,6 +1,10 @@
 """The RA network (DESIGN.md section 2): a Soft-IntroVAE-style residual encoder/decoder
 whose encoder exposes its embedding after every pooling step.
 
+A runtime room below the trainer, the exporter and the torch runner, which all import it
+(lazily: importing this module imports torch, ``import ra_sdk`` never does). It also
+rebuilds a network from an engine file, whose ``recon`` graph keeps every weight by name.
+
 Shapes for ``ra-base`` at 128x128: embeddings (B, 64, 64, 64), (B, 128, 32, 32),
 (B, 256, 16, 16), (B, 512, 8, 8), (B, 512, 4, 4); mu, logvar (B, 128); x_rec (B, 1, 128, 128).
 """
@@ -8,11 +12,16 @@ Shapes for ``ra-base`` at 128x128: embeddings (B, 64, 64, 64), (B, 128, 32, 32),
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from ra_sdk.configs import ModelConfig
+from .configs import ModelConfig
+from .errors import EngineError
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
 class ResBlock(nn.Module):
@@ -139,3 +148,64 @@ def network_module(net: RANet, network: str) -> nn.Module:
 
 def build(cfg: ModelConfig) -> RANet:
     return RANet(cfg)
+
+
+def state_dict_from_onnx(blob: bytes, cfg: ModelConfig, *, where: str = "engine") -> dict[str, torch.Tensor]:
+    """The state dict of ``cfg``'s network from an exported fp32 ``recon`` ONNX graph.
+
+    Every parameter and BN statistic is an initializer (or an Identity of one) named
+    ``net.<state-dict key>``; BN step counters (``num_batches_tracked``, unused at
+    inference) come back as 0. Raises EngineError when a weight is missing.
+    """
+    import numpy as np
+
+    from ._optional import require
+
+    onnx = require("onnx", "reading weights from an engine file")
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load_from_string(blob).graph
+    except Exception as err:  # protobuf's DecodeError and friends: untrusted bytes
+        raise EngineError(f"{where}: its recon network is not a readable ONNX graph ({type(err).__name__})") from None
+    init = {i.name: i for i in graph.initializer}
+    # The exporter merges weights with equal values into one initializer and keeps each
+    # merged weight's name as an Identity of it (e.g. the all-ones BN weights of a new net).
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input and node.input[0] in init:
+            init.setdefault(node.output[0], init[node.input[0]])
+    weights: dict[str, torch.Tensor] = {}
+    for key, ref in build(cfg).state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            weights[key] = torch.zeros_like(ref)
+        elif f"net.{key}" in init:
+            arr = np.array(numpy_helper.to_array(init[f"net.{key}"]))
+            if tuple(arr.shape) != tuple(ref.shape):
+                raise EngineError(f"{where}: weight {key!r} has shape {tuple(arr.shape)}, the model config needs {tuple(ref.shape)}")
+            weights[key] = torch.from_numpy(arr)
+        else:
+            raise EngineError(f"{where}: its recon network does not keep the weight {key!r} by name (exported by an older ra-sdk); re-export it from its checkpoint")
+    return weights
+
+
+def load_engine_network(engine: Engine) -> RANet:
+    """The PyTorch network of an engine file (eval mode, CPU): from its ``model.safetensors``
+    member when present, else from the initializers of its fp32 ``recon`` ONNX graph."""
+    from ._optional import require
+
+    cfg = engine.meta.model
+    if "model.safetensors" in engine.members:
+        require("safetensors", "reading weights from an engine file")
+        from safetensors.torch import load as load_st
+
+        weights = load_st(engine.members["model.safetensors"])
+    elif engine.meta.kind == "onnx":
+        weights = state_dict_from_onnx(engine.network("recon")[1], cfg, where=str(engine.path))
+    else:
+        raise EngineError(f"{engine.path}: a {engine.meta.kind} engine holds no PyTorch weights; use the ONNX bundle it was built from")
+    net = build(cfg)
+    try:
+        net.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise EngineError(f"{engine.path}: weights do not match the model config ({str(err).splitlines()[0]})") from None
+    return net.eval()

@@ -23,13 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-NR_OF_GRAY = 2**14
-NBINS = 256
-CLIP_LIMIT = 0.01
-
-
-def kernel_size_for(h: int, w: int) -> tuple[int, int]:
-    return max(h // 8, 1), max(w // 8, 1)
+from ...spec import CLAHE_GRAY_LEVELS as NR_OF_GRAY
+from ...spec import CLAHE_NBINS as NBINS
+from ...spec import clahe_clip_count, clahe_kernel_size, clahe_padding, clahe_regions
 
 
 def stretch_to_14bit(x: np.ndarray) -> np.ndarray:
@@ -116,12 +112,9 @@ def clip_histograms(hist: np.ndarray, clip_limit: int) -> np.ndarray:
 def _geometry(h: int, w: int) -> tuple:
     """Per-shape constants: padding, region counts, and for each of the four neighbouring
     mappings the flat offset of its region (times NBINS) and its float64 weight."""
-    ky, kx = kernel_size_for(h, w)
-    pad_y0, pad_x0 = ky // 2, kx // 2
-    pad_y1 = (ky - h % ky) % ky + int(np.ceil(ky / 2.0))
-    pad_x1 = (kx - w % kx) % kx + int(np.ceil(kx / 2.0))
-    hp, wp = h + pad_y0 + pad_y1, w + pad_x0 + pad_x1
-    nhy, nhx = hp // ky - 1, wp // kx - 1
+    ky, kx = clahe_kernel_size(h, w)
+    pad_y0, pad_y1, pad_x0, pad_x1 = clahe_padding(h, w)
+    nhy, nhx = clahe_regions(h, w)
     py = np.arange(pad_y0, pad_y0 + h)
     px = np.arange(pad_x0, pad_x0 + w)
     by, bx = py // ky, px // kx
@@ -149,7 +142,7 @@ def _clahe_chunk(x: np.ndarray) -> np.ndarray:
     flat_idx = (np.arange(b)[:, None, None] * (nhy * nhx) + tile[None]) * NBINS + region
     hist = np.bincount(flat_idx.ravel(), minlength=b * nhy * nhx * NBINS).reshape(-1, NBINS)
     n_px = ky * kx
-    hist = clip_histograms(hist.astype(np.int32), int(np.clip(CLIP_LIMIT * n_px, 1, None)))
+    hist = clip_histograms(hist.astype(np.int32), clahe_clip_count(ky, kx))
     maps = np.cumsum(hist, axis=-1).astype(float)
     maps *= (NR_OF_GRAY - 1) / n_px
     np.clip(maps, None, NR_OF_GRAY - 1, out=maps)

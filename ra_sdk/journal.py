@@ -1,0 +1,134 @@
+"""The journal of a screening run, and the lock that keeps one writer per output folder.
+
+    OUT/.ra-sdk-journal.jsonl   append-only: a header with the settings that produced it,
+                                then one line per finished study, its files' fingerprint
+                                and its row (flushed per study, fsync'd every second and at
+                                the end; a torn last line is ignored, and cut off before
+                                the next append)
+    OUT/.ra-sdk.lock            an advisory lock held for the run, released by the OS when
+                                the process ends, however it ends
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import RaSdkError
+
+JOURNAL = ".ra-sdk-journal.jsonl"
+JOURNAL_FORMAT = "ra-sdk-journal/2"
+LOCK = ".ra-sdk.lock"
+
+
+class Journal:
+    """The append-only journal of one run (see the module docstring)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fh: Any = None
+        self._last_sync = 0.0
+
+    def read(self) -> tuple[dict[str, Any] | None, dict[str, tuple[str, dict[str, Any]]]]:
+        """(header settings or None, study id -> (fingerprint, row)); a torn last line (a
+        kill mid-write) is ignored."""
+        header: dict[str, Any] | None = None
+        rows: dict[str, tuple[str, dict[str, Any]]] = {}
+        if not self.path.exists():
+            return None, rows
+        with open(self.path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(entry, dict):
+                    continue
+                if entry.get("journal") == JOURNAL_FORMAT and isinstance(entry.get("settings"), dict):
+                    header = entry["settings"]
+                elif isinstance(entry.get("row"), dict) and isinstance(entry["row"].get("study"), str):
+                    rows[entry["row"]["study"]] = (str(entry.get("fingerprint", "")), entry["row"])
+        return header, rows
+
+    def open(self, settings: dict[str, Any]) -> None:
+        """Open for appending; a new journal starts with its settings header. A torn tail
+        (no final newline) is cut off first, so it cannot swallow the next line."""
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        if not new:
+            with open(self.path, "rb+") as fh:
+                data = fh.read()
+                if not data.endswith(b"\n"):
+                    fh.truncate(data.rfind(b"\n") + 1)
+        self.fh = open(self.path, "ab")
+        if new:
+            self._append({"journal": JOURNAL_FORMAT, "settings": settings})
+            self.sync()
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        line = (json.dumps(entry) + "\n").encode("utf-8")
+        pos = self.fh.tell()
+        try:
+            self.fh.write(line)
+            self.fh.flush()  # in the OS after every study: a killed process loses nothing
+        except OSError:
+            try:  # never leave half a line behind
+                self.fh.truncate(pos)
+            except OSError:
+                pass
+            raise
+
+    def append(self, fp: str, row: dict[str, Any]) -> None:
+        self._append({"fingerprint": fp, "row": row})
+        if time.perf_counter() - self._last_sync > 1.0:  # and on disk every second (power loss)
+            self.sync()
+
+    def sync(self) -> None:
+        os.fsync(self.fh.fileno())
+        self._last_sync = time.perf_counter()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            try:
+                self.sync()
+            finally:
+                self.fh.close()
+                self.fh = None
+
+
+def read_journal(path: Path) -> dict[str, dict[str, Any]]:
+    """Finished rows by study id (for tools and tests)."""
+    return {k: row for k, (_, row) in Journal(Path(path)).read()[1].items()}
+
+
+class OutputLock:
+    """One writer per output folder: an advisory lock held for the run (POSIX flock;
+    released by the OS when the process ends, however it ends)."""
+
+    def __init__(self, out: Path):
+        self.path = out / LOCK
+        self.fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return self
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            self.fd = None
+            raise RaSdkError(f"{self.path.parent}: another ra-sdk run (pid {holder}) is writing into this folder; wait for it or use another --out") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,306 @@
+"""``ra-sdk screen``: a folder of studies screened into an output folder, resumable.
+
+    OUT/.ra-sdk-journal.jsonl   the journal (:mod:`ra_sdk.journal`): settings, then a line
+                                per finished study
+    OUT/.ra-sdk.lock            one writer per OUT
+    OUT/run.json                engine, settings, studies root (the report's header)
+    OUT/results.csv/.jsonl, summary.json, and on request maps/, previews/, dicom/
+
+A run killed at any point and started again skips the studies in the journal, but only
+when the journal was written with the same settings (engine sha256, threshold, backend,
+precision, studies root, output options, ra-sdk version) and the study's files are
+unchanged (paths, sizes, modification times); otherwise it refuses in one line, or with
+``resume=False`` starts afresh. A re-run never serves a row computed with other settings.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import results as res
+from ._version import __version__
+from .errors import ConfigError, DicomOutputError, RaSdkError
+from .io import Study, discover
+from .io.discovery import OUT_MARKER
+from .io.files import atomic_write, fsync_dir
+from .journal import JOURNAL, Journal, OutputLock
+from .results import RunSummary, StudyResult, safe_name
+from .screen import Screener
+
+log = logging.getLogger(__name__)
+
+RUN_INFO = "run.json"
+#: what a run writes into OUT (removed when a run starts afresh in a marked folder)
+OWNED = ("maps", "previews", "dicom", res.RESULTS_CSV, res.RESULTS_JSONL, res.SUMMARY, RUN_INFO, "report.html")
+DICOM_MODES = ("none", "flagged", "all")
+#: write failures that stop a run cleanly (the journal keeps what is done)
+_STOP_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+class OutputError(RaSdkError):
+    """The output folder cannot take more (disk full, quota, read-only): the run stops,
+    keeping every finished study in its journal."""
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a run writes besides its rows."""
+
+    save_maps: bool = False
+    previews: bool = False
+    dicom: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.dicom not in DICOM_MODES:
+            raise ConfigError(f"unknown DICOM output mode {self.dicom!r}; valid: {', '.join(DICOM_MODES)}")
+
+    @property
+    def any(self) -> bool:
+        return self.save_maps or self.previews or self.dicom != "none"
+
+
+def settings_of(screener: Screener, studies_root: Path, outputs: Outputs) -> dict[str, Any]:
+    """Everything a row depends on; a journal is reused only when all of it is equal."""
+    from .engine import sha256_file
+
+    return {
+        "engine_sha256": sha256_file(screener.engine.path),
+        "threshold": screener.threshold,
+        "backend": screener.backend,
+        "device": screener.scorer.recon.device,
+        "precision": screener.scorer.recon.precision,
+        "studies_root": str(Path(studies_root).resolve()),
+        "save_maps": outputs.save_maps,
+        "previews": outputs.previews,
+        "dicom": outputs.dicom,
+        "ra_sdk": __version__,
+    }
+
+
+def fingerprint(study: Study) -> str:
+    """The study's files as they are now: paths, sizes, modification times."""
+    parts = []
+    for p in study.paths:
+        try:
+            st = os.stat(p)
+            parts.append(f"{p}|{st.st_size}|{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{p}|missing")
+    return "\n".join(parts)
+
+
+def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = [k for k in new if old.get(k) != new[k]] + [k for k in old if k not in new]
+    def short(v: Any) -> str:
+        s = str(v)
+        return s[:12] + "..." if len(s) > 40 else s
+    return ", ".join(f"{k} {short(old.get(k))} -> {short(new.get(k))}" for k in keys[:4])
+
+
+def _start_fresh(out: Path) -> None:
+    """Remove what an earlier run wrote into a marked output folder."""
+    for name in (JOURNAL, *OWNED):
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def prepare_out(out: Path, settings: dict[str, Any], *, resume: bool) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Make OUT ready for a run with ``settings``; returns the reusable journal rows.
+
+    A journal with other settings (or from an older ra-sdk) is refused unless ``resume`` is
+    False, which starts afresh. A folder holding results but no ra-sdk marker is not ours
+    to overwrite.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    marked = (out / OUT_MARKER).exists()
+    journal = Journal(out / JOURNAL)
+    header, rows = journal.read()
+    if not marked and any((out / n).exists() for n in (JOURNAL, res.RESULTS_CSV, res.RESULTS_JSONL)):
+        raise RaSdkError(f"{out}: holds results not written by this ra-sdk (no {OUT_MARKER} marker); choose another --out")
+    if resume and (out / JOURNAL).exists() and header != settings:
+        if header is None:
+            why = "its journal is from an older ra-sdk or damaged"
+        else:
+            why = f"it was screened with other settings ({_describe_difference(header, settings)})"
+        raise RaSdkError(f"{out}: {why}; rerun with --no-resume to screen afresh into it, or choose another --out")
+    if not resume and marked:
+        _start_fresh(out)
+        rows = {}
+    atomic_write(out / OUT_MARKER, "This folder holds ra-sdk screening outputs; ra-sdk never screens files inside it.\n")
+    return rows
+
+
+def write_run_info(out: Path, screener: Screener, settings: dict[str, Any]) -> None:
+    """``run.json``: what the report header shows (engine, calibration, backend, threshold)."""
+    from .engine import describe
+
+    info = {
+        "studies_root": settings["studies_root"],
+        "engine": describe(screener.engine),
+        "backend": screener.backend,
+        "threshold": screener.threshold,
+        "settings": settings,
+        "ra_sdk": __version__,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    atomic_write(out / RUN_INFO, json.dumps(info, indent=2, default=str) + "\n")
+
+
+# ------------------------------------------------------------------------- the run
+def run(
+    studies_root: str | Path,
+    out: str | Path,
+    screener: Screener,
+    *,
+    workers: int = 2,
+    resume: bool = True,
+    save: bool = False,
+    previews: bool = False,
+    dicom: str = "none",
+    return_maps: bool = False,
+    on_start: Callable[[int, int], None] | None = None,
+    on_result: Callable[[StudyResult], None] | None = None,
+) -> tuple[RunSummary, list[dict[str, Any]]]:
+    """Screen every study under ``studies_root`` into ``out``; returns (summary, rows
+    sorted by score).
+
+    Args:
+        save: ``maps/<study>.npy`` and an overlay PNG per study.
+        previews: ``previews/<study>.jpg`` for the HTML report.
+        dicom: "flagged" or "all": a Secondary Capture and a SEG per DICOM study.
+        return_maps: keep maps, inputs and reconstructions on each result handed to
+            ``on_result`` (the caller drops them to keep memory flat).
+        on_start: called with (studies found, studies already done) before screening.
+        on_result: called with each finished study (a progress display, a metric).
+    Raises:
+        OutputError: OUT stopped taking writes (disk full...); finished studies are kept.
+    """
+    outputs = Outputs(save, previews, dicom)
+    if dicom != "none":
+        from ._optional import require
+
+        require("highdicom", "DICOM outputs")
+    out = Path(out)
+    studies_root = Path(studies_root)
+    settings = settings_of(screener, studies_root, outputs)
+    out.mkdir(parents=True, exist_ok=True)
+    with OutputLock(out):
+        done = prepare_out(out, settings, resume=resume)
+        write_run_info(out, screener, settings)
+        studies = discover(studies_root, exclude=[out])
+        fps = {s.id: fingerprint(s) for s in studies}
+        done = {k: v for k, v in done.items() if k in fps and v[0] == fps[k]}
+        todo = [s for s in studies if s.id not in done]
+        if on_start is not None:
+            on_start(len(studies), len(studies) - len(todo))
+        t0 = time.perf_counter()
+        n_images = 0
+        journal = Journal(out / JOURNAL)
+        journal.open(settings)
+        try:
+            keep = return_maps or outputs.any
+            for i, r in screener.stream(todo, return_maps=keep, workers=workers):
+                try:
+                    _write_outputs(out, todo[i], r, screener, outputs)
+                    row = r.row()
+                    journal.append(fps[r.study], row)
+                except OSError as err:
+                    raise _stopped(out, err, len(done)) from None
+                done[r.study] = (fps[r.study], row)
+                n_images += r.n_slices
+                if on_result is not None:
+                    on_result(r)
+        finally:
+            try:
+                journal.close()
+            except OSError as err:
+                log.warning("%s: journal not synced (%s)", out, err.strerror)
+        seconds = time.perf_counter() - t0
+        try:
+            rows = res.write_results(out, (done[s.id][1] for s in studies))
+            summary = RunSummary.of(rows, resumed=len(studies) - len(todo), images=n_images, seconds=seconds)
+            res.write_summary(out, summary)
+        except OSError as err:
+            raise _stopped(out, err, len(done)) from None
+    return summary, rows
+
+
+def _stopped(out: Path, err: OSError, n_done: int) -> RaSdkError:
+    if err.errno not in _STOP_ERRNOS:
+        return RaSdkError(f"{out}: cannot write ({err.strerror or err}); {n_done} finished studies are kept; run the same command again to resume")
+    return OutputError(f"{out}: {err.strerror or os.strerror(err.errno or 0)} while writing outputs; {n_done} finished studies are kept in the journal; free space and run the same command again to resume")
+
+
+def _write_outputs(out: Path, study: Study, r: StudyResult, screener: Screener, outputs: Outputs) -> None:
+    """Maps, previews and DICOM objects of one study, before its journal line (so a resumed
+    run never misses them). A failing DICOM object becomes a note; a full disk stops the run."""
+    from .report.previews import save_maps, write_preview
+
+    if r.error is not None or r.maps is None:
+        return
+    cal = screener.engine.meta.calibration
+    pix_thr = cal.pixel_threshold if cal else float("nan")
+    if outputs.save_maps:
+        save_maps(out, r, pix_thr)
+    if outputs.previews:
+        write_preview(out, r, pix_thr)
+    if study.kind == "dicom" and (outputs.dicom == "all" or (outputs.dicom == "flagged" and r.flagged)):
+        from .report.dicom import write_study_outputs
+
+        assert r.slices is not None and r.max_slice is not None
+        try:
+            files = write_study_outputs(
+                r.headers or [], r.maps, r.slices, r.max_slice, screener.preset, pix_thr,
+                out / "dicom" / safe_name(r.study), score=r.score, percentile=r.percentile, apply_voi=screener.preset.apply_voi,
+            )
+            r.outputs = [f.relative_to(out).as_posix() for f in files]
+            fsync_dir(out / "dicom" / safe_name(r.study))
+        except DicomOutputError as err:
+            r.notes.append(f"DICOM output failed: {err}")
+            log.warning("%s", err)
+
+
+def make_missing_previews(run_dir: Path, top: int, *, on_start: Callable[[int], None] | None = None, on_result: Callable[[StudyResult], None] | None = None) -> int:
+    """Previews of the ``top`` highest-scoring studies of a finished run that have none,
+    re-scored with the run's engine (the step ``ra-sdk report`` runs before writing the
+    page). Returns how many were made; 0 when the engine or the studies are gone."""
+    from .report.previews import preview_path, write_preview
+
+    run_dir = Path(run_dir)
+    rows = res.read_rows(run_dir)
+    info = res.read_json(run_dir / RUN_INFO) or {}
+    want = [r["study"] for r in rows[:top] if r.get("score") is not None and not preview_path(run_dir, r["study"]).exists()]
+    root = info.get("studies_root")
+    if not want or not root or not Path(root).exists():
+        return 0
+    engine_file = (info.get("engine") or {}).get("file")
+    if not engine_file or not Path(engine_file).is_file():
+        log.warning("engine %s is gone; %d studies will have no preview", engine_file, len(want))
+        return 0
+    by_id = {s.id: s for s in discover(root, exclude=[run_dir])}
+    studies = [by_id[w] for w in want if w in by_id]
+    if on_start is not None:
+        on_start(len(studies))
+    made = 0
+    with Screener(engine_file, threshold=info.get("threshold")) as screener:
+        cal = screener.engine.meta.calibration
+        pix_thr = cal.pixel_threshold if cal else float("nan")
+        for _, r in screener.stream(studies, return_maps=True):
+            if r.error is None:
+                write_preview(run_dir, r, pix_thr)
+                made += 1
+            if on_result is not None:
+                on_result(r)
+    return made

@@ -1,0 +1,74 @@
+"""Runtime backends behind one interface (:class:`~ra_sdk.runners.base.Runner`): a context
+manager with ``infer(named inputs) -> named outputs``, inputs checked at the boundary.
+
+| backend       | module          | needs                                   | devices |
+| onnxruntime   | onnxruntime.py  | core install                            | CPU; CUDA / TensorRT EPs with onnxruntime-gpu |
+| torch         | torch.py        | the ``train`` extra; weights from the engine file | CPU; CUDA (CUDA graphs) |
+| tensorrt      | tensorrt.py     | the ``trt`` and ``gpu`` extras, a .plan built for this GPU | CUDA |
+
+On CPU, outputs are numpy arrays. On a GPU the torch and tensorrt runners return CuPy
+arrays that stay on the device (DLPack, no host copy), ready for the CUDA scoring kernels.
+Backend modules are imported when first used, never at ``import ra_sdk``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from .._optional import is_installed
+from ..engine import Engine
+from ..errors import ConfigError, DeviceError
+from ..info import cuda_driver
+from .base import Runner, check_inputs
+
+log = logging.getLogger(__name__)
+
+#: backend name -> (module, class): imported on first use
+BACKENDS = {
+    "onnxruntime": ("onnxruntime", "OnnxRuntimeRunner"),
+    "torch": ("torch", "TorchRunner"),
+    "tensorrt": ("tensorrt", "TensorRTRunner"),
+}
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+
+
+def list_backends() -> list[str]:
+    return list(BACKENDS)
+
+
+def runner_class(backend: str) -> type[Runner]:
+    """The Runner subclass of ``backend`` (its module is imported now)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(list_backends())}")
+    module, cls = BACKENDS[backend]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)  # type: ignore[no-any-return]
+
+
+def resolve_device(device: str) -> str:
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
+    if device == "auto":
+        return "cuda" if cuda_driver()[0] and (is_installed("torch") or is_installed("cupy")) else "cpu"
+    if device in ("cuda", "tensorrt") and not cuda_driver()[0]:
+        raise DeviceError(f"device {device!r} requested but {cuda_driver()[1]}")
+    return device
+
+
+def make_runner(engine: Engine, *, backend: str = "auto", device: str = "auto", network: str = "recon", precision: str = "fp32") -> Runner:
+    """The runner for ``engine``; "auto" picks tensorrt for .plan files, else torch on a GPU
+    (the engine's weights rebuild the network), else onnxruntime."""
+    dev = resolve_device(device)
+    if backend == "auto":
+        if engine.meta.kind == "tensorrt":
+            backend = "tensorrt"
+        elif dev == "cuda" and is_installed("torch") and ("model.safetensors" in engine.members or is_installed("onnx")):
+            backend = "torch"
+        else:
+            backend = "onnxruntime"
+    cls = runner_class(backend)
+    log.info("backend %s on %s for %s (%s)", backend, dev, network, precision)
+    return cls(engine, network=network, device=dev, precision=precision)
+
+
+__all__ = ["BACKENDS", "Runner", "check_inputs", "list_backends", "make_runner", "resolve_device", "runner_class"]
