@@ -61,6 +61,7 @@ setup(
         "ra_sdk.scoring",
         "ra_sdk.scoring.cpu",
         "ra_sdk.runners",
+        "ra_sdk.cli",
         "ra_sdk.report",
         "ra_sdk.export",
         "ra_sdk.train",

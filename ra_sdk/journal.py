@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from .errors import RaSdkError
+from .io.discovery import OUT_MARKER
+from .io.files import atomic_write
 
 JOURNAL = ".ra-sdk-journal.jsonl"
 JOURNAL_FORMAT = "ra-sdk-journal/2"
@@ -132,3 +135,47 @@ class OutputLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = [k for k in new if old.get(k) != new[k]] + [k for k in old if k not in new]
+    def short(v: Any) -> str:
+        s = str(v)
+        return s[:12] + "..." if len(s) > 40 else s
+    return ", ".join(f"{k} {short(old.get(k))} -> {short(new.get(k))}" for k in keys[:4])
+
+
+def _start_fresh(out: Path, owned: tuple[str, ...]) -> None:
+    """Remove what an earlier run wrote into a marked output folder."""
+    for name in (JOURNAL, *owned):
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def prepare_out(out: Path, settings: dict[str, Any], *, resume: bool, owned: tuple[str, ...] = ()) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Make OUT ready for a run with ``settings``; returns the reusable journal rows.
+
+    A journal with other settings (or from an older ra-sdk) is refused unless ``resume`` is
+    False, which starts afresh and removes the ``owned`` outputs of the earlier run. A
+    folder holding such files but no ra-sdk marker is not ours to overwrite.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    marked = (out / OUT_MARKER).exists()
+    journal = Journal(out / JOURNAL)
+    header, rows = journal.read()
+    if not marked and any((out / n).exists() for n in (JOURNAL, *owned)):
+        raise RaSdkError(f"{out}: holds results not written by this ra-sdk (no {OUT_MARKER} marker); choose another --out")
+    if resume and (out / JOURNAL).exists() and header != settings:
+        if header is None:
+            why = "its journal is from an older ra-sdk or damaged"
+        else:
+            why = f"it was screened with other settings ({_describe_difference(header, settings)})"
+        raise RaSdkError(f"{out}: {why}; rerun with --no-resume to screen afresh into it, or choose another --out")
+    if not resume and marked:
+        _start_fresh(out, owned)
+        rows = {}
+    atomic_write(out / OUT_MARKER, "This folder holds ra-sdk screening outputs; ra-sdk never screens files inside it.\n")
+    return rows

@@ -19,7 +19,6 @@ import errno
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,9 +29,8 @@ from . import results as res
 from ._version import __version__
 from .errors import ConfigError, DicomOutputError, RaSdkError
 from .io import Study, discover
-from .io.discovery import OUT_MARKER
 from .io.files import atomic_write, fsync_dir
-from .journal import JOURNAL, Journal, OutputLock
+from .journal import JOURNAL, Journal, OutputLock, prepare_out
 from .results import RunSummary, StudyResult, safe_name
 from .screen import Screener
 
@@ -98,50 +96,6 @@ def fingerprint(study: Study) -> str:
     return "\n".join(parts)
 
 
-def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = [k for k in new if old.get(k) != new[k]] + [k for k in old if k not in new]
-    def short(v: Any) -> str:
-        s = str(v)
-        return s[:12] + "..." if len(s) > 40 else s
-    return ", ".join(f"{k} {short(old.get(k))} -> {short(new.get(k))}" for k in keys[:4])
-
-
-def _start_fresh(out: Path) -> None:
-    """Remove what an earlier run wrote into a marked output folder."""
-    for name in (JOURNAL, *OWNED):
-        p = out / name
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        elif p.exists() or p.is_symlink():
-            p.unlink()
-
-
-def prepare_out(out: Path, settings: dict[str, Any], *, resume: bool) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Make OUT ready for a run with ``settings``; returns the reusable journal rows.
-
-    A journal with other settings (or from an older ra-sdk) is refused unless ``resume`` is
-    False, which starts afresh. A folder holding results but no ra-sdk marker is not ours
-    to overwrite.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    marked = (out / OUT_MARKER).exists()
-    journal = Journal(out / JOURNAL)
-    header, rows = journal.read()
-    if not marked and any((out / n).exists() for n in (JOURNAL, res.RESULTS_CSV, res.RESULTS_JSONL)):
-        raise RaSdkError(f"{out}: holds results not written by this ra-sdk (no {OUT_MARKER} marker); choose another --out")
-    if resume and (out / JOURNAL).exists() and header != settings:
-        if header is None:
-            why = "its journal is from an older ra-sdk or damaged"
-        else:
-            why = f"it was screened with other settings ({_describe_difference(header, settings)})"
-        raise RaSdkError(f"{out}: {why}; rerun with --no-resume to screen afresh into it, or choose another --out")
-    if not resume and marked:
-        _start_fresh(out)
-        rows = {}
-    atomic_write(out / OUT_MARKER, "This folder holds ra-sdk screening outputs; ra-sdk never screens files inside it.\n")
-    return rows
-
-
 def write_run_info(out: Path, screener: Screener, settings: dict[str, Any]) -> None:
     """``run.json``: what the report header shows (engine, calibration, backend, threshold)."""
     from .engine import describe
@@ -197,7 +151,7 @@ def run(
     settings = settings_of(screener, studies_root, outputs)
     out.mkdir(parents=True, exist_ok=True)
     with OutputLock(out):
-        done = prepare_out(out, settings, resume=resume)
+        done = prepare_out(out, settings, resume=resume, owned=OWNED)
         write_run_info(out, screener, settings)
         studies = discover(studies_root, exclude=[out])
         fps = {s.id: fingerprint(s) for s in studies}

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from ra_sdk import __version__
@@ -45,9 +46,8 @@ def test_read_of_an_empty_folder_is_not_an_error(tmp_path):
     assert r.exit_code == 0 and r.output == ""
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_commands(tmp_path):
-    import pytest
-
     pytest.importorskip("torch")
     r = CliRunner().invoke(main, ["train", "--demo", "--objective", "ae", "--pool-size", "16", "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "run"), "--device", "cpu"])
     assert r.exit_code == 0, r.output

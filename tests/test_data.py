@@ -60,6 +60,16 @@ def test_demo_studies_round_trip(tmp_path):
             assert (tmp_path / r["mask"]).exists()
 
 
-def test_preview_writes_png(tmp_path):
-    p = preview(tmp_path / "p.png", rows=1)
-    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_preview_shows_every_type_with_its_mask_outlined(tmp_path):
+    import cv2
+
+    p = preview(tmp_path / "p.png", rows=2)
+    img = cv2.imread(str(p), cv2.IMREAD_COLOR)  # BGR
+    assert img.shape == (18 + 2 * 128, (1 + len(TYPES)) * 128, 3)
+    red = (img[..., 2] > 200) & (img[..., 1] < 60) & (img[..., 0] < 60)
+    for row in range(2):
+        tiles = [img[18 + row * 128 : 18 + (row + 1) * 128, k * 128 : (k + 1) * 128] for k in range(1 + len(TYPES))]
+        assert all(t.std() > 10 for t in tiles)  # anatomy in every tile, not a blank picture
+        outlined = [red[18 + row * 128 : 18 + (row + 1) * 128, k * 128 : (k + 1) * 128].any() for k in range(1 + len(TYPES))]
+        assert not outlined[0]  # the normal has no mask
+        assert all(outlined[1 + TYPES.index(t)] for t in LOCAL), outlined  # each lesion is outlined

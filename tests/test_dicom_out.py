@@ -92,7 +92,7 @@ def test_outputs_read_back_and_reference_their_source(screened):
             assert DISCLAIMER in obj.SeriesDescription
             assert obj.ReferencedSeriesSequence[0].SeriesInstanceUID == src[0].SeriesInstanceUID
             assert {i.ReferencedSOPInstanceUID for i in obj.ReferencedSeriesSequence[0].ReferencedInstanceSequence} <= src_uids
-        from ra_sdk.report.dicom import IDENTITY
+        from ra_sdk.report.dicom_parts import IDENTITY
 
         for kw in IDENTITY:  # the patient and study identifiers travel with the objects
             if kw in src[0]:
@@ -194,7 +194,7 @@ def test_missing_source_is_a_one_line_error(tmp_path):
 def test_patient_orientation_follows_the_source():
     from pydicom.dataset import Dataset
 
-    from ra_sdk.report.dicom import patient_orientation
+    from ra_sdk.report.dicom_parts import patient_orientation
 
     def ds(**kw):
         d = Dataset()

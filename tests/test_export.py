@@ -42,6 +42,7 @@ def images() -> np.ndarray:
     return np.concatenate([s.normals, *[imgs for imgs, _ in s.sets.values()]])
 
 
+@pytest.mark.slow
 def test_onnx_matches_pytorch_per_output(bundle):
     import onnxruntime as ort
     from ra_sdk.train import load_model
@@ -72,6 +73,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+@pytest.mark.slow
 def test_onnxruntime_pipeline_matches_torch_pipeline(bundle, images):
     eng = read_engine(bundle)
     cal = eng.meta.calibration
@@ -84,6 +86,7 @@ def test_onnxruntime_pipeline_matches_torch_pipeline(bundle, images):
     np.testing.assert_allclose(sc_ort, sc_pt, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_fp16_bundle_runs_with_float32_io(bundle, images):
     eng = read_engine(bundle)
     with Scorer(eng, backend="onnxruntime", device="cpu", precision="fp16") as s16, Scorer(eng, backend="onnxruntime", device="cpu") as s32:
@@ -93,6 +96,7 @@ def test_fp16_bundle_runs_with_float32_io(bundle, images):
     assert _spearman(a, b) > 0.9
 
 
+@pytest.mark.slow
 def test_calibration_and_inspect(bundle):
     eng = read_engine(bundle)
     cal = eng.meta.calibration
@@ -113,6 +117,7 @@ def test_bundled_demo_engine_is_calibrated_and_small():
     assert r.exit_code == 0 and "calib" in r.output and "preset" in r.output
 
 
+@pytest.mark.slow
 def test_truncated_and_tampered_engine_files_fail_with_one_line(bundle, tmp_path):
     data = bundle.read_bytes()
     trunc = tmp_path / "trunc.onnx-bundle"
@@ -134,13 +139,31 @@ def test_truncated_and_tampered_engine_files_fail_with_one_line(bundle, tmp_path
         assert "Traceback" not in r.output and r.output.count("\n") <= 2
 
 
-def test_write_engine_is_atomic(bundle, tmp_path):
+@pytest.mark.slow
+def test_write_engine_is_atomic(bundle, tmp_path, monkeypatch):
+    """A write that fails half-way (a full disk at fsync) leaves the old engine whole and
+    no temporary file: a writer that opened the target itself would have truncated it."""
+    import errno
+    import os
+
     eng = read_engine(bundle)
     out = write_engine(tmp_path / "copy.onnx-bundle", eng.meta, eng.members)
+    before = out.read_bytes()
     assert read_engine(out).meta.checksums == eng.meta.checksums
-    assert not list(tmp_path.glob(".*tmp*"))
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    eng.meta.source = {**eng.meta.source, "changed": True}
+    with pytest.raises(OSError, match="No space"):
+        write_engine(out, eng.meta, eng.members)
+    monkeypatch.undo()
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.onnx-bundle"]
 
 
+@pytest.mark.slow
 def test_runner_selection_errors(bundle):
     from ra_sdk.errors import ConfigError
     from ra_sdk.runners import list_backends, make_runner
@@ -179,6 +202,7 @@ def test_tensorrt_engine_matches_onnxruntime(bundle, images, tmp_path):
     assert _spearman(a, b) >= 0.9999
 
 
+@pytest.mark.slow
 def test_calibrate_from_a_folder_of_normal_studies(bundle, tmp_path):
     import shutil
 
@@ -195,6 +219,7 @@ def test_calibrate_from_a_folder_of_normal_studies(bundle, tmp_path):
     assert len(eng.meta.calibration.normal_scores) == 12 and "normals: 12 images" in eng.meta.calibration.source
 
 
+@pytest.mark.slow
 def test_an_engine_is_a_checkpoint_bit_for_bit_and_reexports_identically(tmp_path):
     """The recon network keeps every weight by name: the state dict comes back exactly
     (BN step counters excepted), and re-exporting the engine gives the same bytes."""

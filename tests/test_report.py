@@ -163,6 +163,7 @@ def _cells(tr):
     return [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
 
 
+@pytest.mark.slow
 def test_report_in_chromium(screened, chrome, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -224,6 +225,7 @@ def test_report_in_chromium(screened, chrome, tmp_path):
     assert not errors, errors
 
 
+@pytest.mark.slow
 def test_report_for_10000_studies_pages_in_chromium(chrome, tmp_path, screened):
     """Functional only (timings live in benchmarks/bench_report.py): 10,000 rows, 500
     pictures, every page reachable, the file far below what 10,000 pictures would take."""

@@ -127,6 +127,7 @@ def _bad_inputs(root: Path) -> dict[str, str]:
     return expect
 
 
+@pytest.mark.slow
 def test_bad_input_suite_rows_with_reasons(tmp_path):
     studies = tmp_path / "in"
     expect = _bad_inputs(studies)
@@ -183,6 +184,7 @@ def test_safe_names_stay_inside():
         assert "/" not in n and not n.startswith(".") and n
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_results(tmp_path, normal_images):
     from ra_sdk.data.augment import normal_batch
 

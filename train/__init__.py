@@ -6,7 +6,10 @@ imports torch; ``import ra_sdk`` never does.
 
 from ra_sdk.network import RANet, ReconNet, build
 
+from .callbacks import Callback, CSVLogger
 from .checkpoint import CheckpointError, load_model
-from .trainer import OBJECTIVES, Callback, CSVLogger, TrainConfig, Trainer, make_pool
+from .config import OBJECTIVES, TrainConfig
+from .data import make_pool
+from .trainer import Trainer
 
 __all__ = ["OBJECTIVES", "CSVLogger", "Callback", "CheckpointError", "RANet", "ReconNet", "TrainConfig", "Trainer", "build", "load_model", "make_pool"]

@@ -7,13 +7,10 @@ callback the caller adds); nothing is printed here. Checkpoints are safetensors 
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,171 +24,12 @@ from ra_sdk.network import RANet, build
 from ra_sdk.preprocess import get_preset
 
 from . import checkpoint as ckpt
+from .callbacks import Callback, CSVLogger
+from .config import TrainConfig
+from .data import augment_batch
+from .losses import embedding_loss, frozen, kl_div, sse
 
 log = logging.getLogger(__name__)
-OBJECTIVES = ("ra", "ae", "vae")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    objective: str = "ra"  # "ra" (the method), "ae" or "vae" (baselines, same backbone)
-    model: str = "ra-tiny"
-    preset: str = "brain-mri-t1"
-    batch_size: int = 32
-    lr: float = 5e-5  # the paper code's learning rate (two Adam optimisers)
-    epochs: int = 10
-    max_steps: int = 0  # 0 = no limit
-    max_minutes: float = 0.0  # 0 = no limit; stops cleanly, checkpoint kept
-    pool_size: int = 2048  # augmented normal images made up front (one epoch)
-    val_size: int = 128
-    beta_rec: float = 0.5
-    beta_kl: float = 1.0
-    beta_neg: float = 128.0
-    gamma_r: float = 1e-8
-    emb_weight: float = 0.005  # weight of the reversed embedding loss
-    augment: bool = True  # on-the-fly affine (10 deg, translate 0.1, scale 0.9-1.1) + h-flip
-    patience: int = 5  # early stopping: epochs without a better validation loss
-    checkpoint_every: int = 200  # steps
-    seed: int = 0
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True  # on CUDA
-    workers: int = 0  # processes making the augmented pool (0 = in-process)
-    init_from: str = ""  # start from this checkpoint's weights (fresh optimisers); "" = random init
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-class Callback:
-    """Hooks the trainer calls; override what you need."""
-
-    def on_start(self, total_steps: int, step: int) -> None: ...
-
-    def on_end(self, summary: dict[str, Any]) -> None: ...
-
-    def on_step(self, step: int, metrics: dict[str, float]) -> None: ...
-
-    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
-
-
-class CSVLogger(Callback):
-    """Appends step metrics to ``log.csv`` and epoch metrics to ``epochs.jsonl``."""
-
-    def __init__(self, out: Path, every: int = 10):
-        self.out, self.every = Path(out), every
-        self._header: list[str] | None = None
-
-    def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        if step % self.every:
-            return
-        path = self.out / "log.csv"
-        keys = ["step", *sorted(metrics)]
-        if self._header is None:
-            self._header = keys
-            if not path.exists():
-                path.write_text(",".join(keys) + "\n")
-        with open(path, "a") as fh:
-            fh.write(",".join(str(step) if k == "step" else f"{metrics.get(k, float('nan')):.6g}" for k in self._header) + "\n")
-
-    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        import json
-
-        with open(self.out / "epochs.jsonl", "a") as fh:
-            fh.write(json.dumps({"epoch": epoch, **metrics}) + "\n")
-
-
-def _make_pool_chunk(args: tuple[str, int, int, int, int]) -> np.ndarray:
-    from ra_sdk.data.augment import normal_batch
-
-    split, start, n, seed, size = args
-    return normal_batch(split, n, start=start, seed=seed, size=size)
-
-
-def make_pool(split: str, n: int, *, seed: int, size: int, workers: int = 0) -> np.ndarray:
-    """n augmented normal images of ``split`` (deterministic): (n, 1, size, size) float32."""
-    chunk = 64
-    jobs = [(split, s, min(chunk, n - s), seed, size) for s in range(0, n, chunk)]
-    if workers > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(workers) as pool:
-            parts = pool.map(_make_pool_chunk, jobs)
-    else:
-        parts = [_make_pool_chunk(j) for j in jobs]
-    return np.concatenate(parts)[:, None]
-
-
-def images_from_folder(folder: str | Path, preset_name: str, size: int) -> np.ndarray:
-    """Every screened slice of the normal studies under ``folder``: (N, 1, size, size)."""
-    from ra_sdk.io import read_folder_images
-
-    return read_folder_images(folder, get_preset(preset_name).replace(size=size))[:, None]
-
-
-def training_data(cfg: TrainConfig, *, data: str | Path | None = None, model: ModelConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) images (N, 1, S, S): with ``data``, every screened slice of the
-    normal studies under it, a tenth (at least one) held out at random (seeded); without,
-    augmented pools of the embedded brain data's train and validation splits."""
-    size = (model or get_model_config(cfg.model)).image_size
-    if data is None:
-        return make_pool("train", cfg.pool_size, seed=cfg.seed, size=size, workers=cfg.workers), make_pool("val", cfg.val_size, seed=cfg.seed, size=size)
-    imgs = images_from_folder(data, cfg.preset, size)
-    order = np.random.default_rng(cfg.seed).permutation(len(imgs))
-    n_val = max(1, len(imgs) // 10)
-    return imgs[order[n_val:]], imgs[order[:n_val]]
-
-
-def augment_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random affine (rotation 10 deg, translate 0.1, scale 0.9-1.1) and horizontal flip."""
-    b = x.shape[0]
-    dev = x.device
-
-    def u(lo: float, hi: float) -> torch.Tensor:
-        return torch.rand(b, generator=g, device=g.device).to(dev) * (hi - lo) + lo
-
-    ang = u(-10, 10) * math.pi / 180
-    sc = u(0.9, 1.1)
-    tx, ty = u(-0.2, 0.2), u(-0.2, 0.2)  # 0.1 of the side in [-1, 1] coordinates
-    flip = torch.where(u(0, 1) < 0.5, -1.0, 1.0)
-    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
-    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def _sse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a.float() - b.float()).pow(2).flatten(1).sum(1)
-
-
-def _kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    mu, logvar = mu.float(), logvar.float()
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
-
-
-@contextlib.contextmanager
-def _frozen(module: torch.nn.Module) -> Iterator[None]:
-    """No weight gradients for ``module`` inside the block (gradients still flow through it)."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-def embedding_loss(real: Sequence[torch.Tensor], rec: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Sum over scales of 0.5 * MSE + mean(1 - cosine similarity) (per image, flattened)."""
-    total = torch.zeros((), device=real[0].device)
-    for a, b in zip(real, rec):
-        a, b = a.float(), b.float()
-        total = total + 0.5 * F.mse_loss(a, b) + (1 - F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1)).mean()
-    return total
 
 
 class Trainer:
@@ -249,8 +87,8 @@ class Trainer:
                 kl = torch.zeros(())
             else:
                 rec = D(self.net.reparameterize(mu, logvar, self.gen))
-                kl = _kl(mu, logvar).mean()
-                loss = s * (cfg.beta_rec * _sse(x, rec).mean() + cfg.beta_kl * kl)
+                kl = kl_div(mu, logvar).mean()
+                loss = s * (cfg.beta_rec * sse(x, rec).mean() + cfg.beta_kl * kl)
         self.opt_e.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
@@ -266,22 +104,22 @@ class Trainer:
 
         # Encoder step (decoder frozen, as in the paper's code: gradients flow through the
         # decoder into the encoder, but no decoder weight gradients are computed).
-        with _frozen(D), self._autocast():
+        with frozen(D), self._autocast():
             with torch.no_grad():
                 fake = D(noise)  # only ever used detached here
             mu, logvar, emb_x = E(x)
             z = rp(mu, logvar, self.gen)
             rec = D(z)
-            loss_rec = _sse(x, rec).mean()
-            kl_real = _kl(mu, logvar).mean()
+            loss_rec = sse(x, rec).mean()
+            kl_real = kl_div(mu, logvar).mean()
             # One encoder pass over the detached reconstruction serves the introspective
             # term and the reversed embedding loss.
             rec_mu, rec_logvar, emb_rec = E(rec.detach())
             fake_mu, fake_logvar, _ = E(fake.detach())
             rec_rec = D(rp(rec_mu, rec_logvar, self.gen))
             rec_fake = D(rp(fake_mu, fake_logvar, self.gen))
-            elbo_rec = cfg.beta_rec * _sse(rec, rec_rec) + cfg.beta_neg * _kl(rec_mu, rec_logvar)
-            elbo_fake = cfg.beta_rec * _sse(fake, rec_fake) + cfg.beta_neg * _kl(fake_mu, fake_logvar)
+            elbo_rec = cfg.beta_rec * sse(rec, rec_rec) + cfg.beta_neg * kl_div(rec_mu, rec_logvar)
+            elbo_fake = cfg.beta_rec * sse(fake, rec_fake) + cfg.beta_neg * kl_div(fake_mu, fake_logvar)
             expelbo_rec = torch.exp(-2 * s * elbo_rec).mean()
             expelbo_fake = torch.exp(-2 * s * elbo_fake).mean()
             l_emb = embedding_loss(emb_x, emb_rec)
@@ -291,19 +129,19 @@ class Trainer:
         self.opt_e.step()
 
         # Decoder step (encoder frozen).
-        with _frozen(E):
+        with frozen(E):
             with self._autocast():
                 fake = D(noise)
                 rec = D(z.detach())
-                loss_rec_d = _sse(x, rec).mean()
+                loss_rec_d = sse(x, rec).mean()
                 rec_mu, rec_logvar, _ = E(rec)
                 fake_mu, fake_logvar, _ = E(fake)
                 rec_rec = D(rp(rec_mu, rec_logvar, self.gen).detach())
                 rec_fake = D(rp(fake_mu, fake_logvar, self.gen).detach())
-                l_rr = _sse(rec.detach(), rec_rec).mean()
-                l_fr = _sse(fake.detach(), rec_fake).mean()
-                kl_rec = _kl(rec_mu, rec_logvar).mean()
-                kl_fake = _kl(fake_mu, fake_logvar).mean()
+                l_rr = sse(rec.detach(), rec_rec).mean()
+                l_fr = sse(fake.detach(), rec_fake).mean()
+                kl_rec = kl_div(rec_mu, rec_logvar).mean()
+                kl_fake = kl_div(fake_mu, fake_logvar).mean()
                 loss_d = s * (
                     cfg.beta_rec * loss_rec_d + 0.5 * cfg.beta_kl * (kl_rec + kl_fake) + cfg.gamma_r * 0.5 * cfg.beta_rec * (l_rr + l_fr)
                 )

@@ -22,6 +22,17 @@ from .._optional import require
 from .._version import __version__
 from ..errors import DicomOutputError, ReadError
 from ..preprocess import Preset, from_model_grid, normalise
+from .dicom_parts import (
+    banner,
+    geometry,
+    identity,
+    new_uid,
+    patient_orientation,
+    read_back,
+    reference,
+    save,
+    series_reference,
+)
 from .overlay import driving_index, heat_overlay
 
 DISCLAIMER = "NOT FOR DIAGNOSTIC USE"
@@ -49,88 +60,6 @@ def _sources(headers: list[Any]) -> _Source:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         slice_of += [(i, f + 1) for f in range(frames)]
     return _Source(list(headers), slice_of)
-
-
-def _uid() -> str:
-    from pydicom.uid import generate_uid
-
-    return str(generate_uid(prefix=None))  # 2.25.<uuid>: no registered root needed
-
-
-#: patient direction of +x, +y, +z (DICOM LPS) and of their negatives
-_AXIS_LETTERS = (("L", "R"), ("P", "A"), ("H", "F"))
-
-
-def patient_orientation(ds: Any) -> tuple[str, str]:
-    """(row direction, column direction) letters of an image, for PatientOrientation:
-    the source's own PatientOrientation, else the dominant axes of its
-    ImageOrientationPatient, else the axial default ("L", "P")."""
-    po = ds.get("PatientOrientation")
-    if po is not None and len(po) == 2 and all(str(v) for v in po):
-        return str(po[0]), str(po[1])
-    iop = ds.get("ImageOrientationPatient")
-    if iop is not None and len(iop) == 6:
-
-        def letter(v: np.ndarray) -> str:
-            i = int(np.argmax(np.abs(v)))
-            return _AXIS_LETTERS[i][0 if v[i] > 0 else 1]
-
-        cos = np.asarray([float(x) for x in iop])
-        return letter(cos[:3]), letter(cos[3:])
-    return "L", "P"
-
-
-def _banner(rgb: np.ndarray, lines: list[str]) -> np.ndarray:
-    """Put text lines in a black band above the image (never over anatomy)."""
-    import cv2
-
-    w = rgb.shape[1]
-    scale = max(0.4, w / 900)
-    step = int(28 * scale) + 6
-    band = np.zeros((step * len(lines) + 8, w, 3), np.uint8)
-    for i, text in enumerate(lines):
-        colour = (255, 80, 80) if i == 0 else (230, 230, 230)
-        cv2.putText(band, text, (6, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, max(1, int(2 * scale)), cv2.LINE_AA)
-    return np.concatenate([band, rgb], 0)
-
-
-#: what a derived object carries over from its source: the patient and study identifiers
-IDENTITY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName")
-
-
-def _identity(src: Any) -> Any:
-    """A dataset holding only the source's patient and study identifiers (and its
-    modality), so that nothing else (institution, operator, station...) can be copied."""
-    from pydicom.dataset import Dataset
-
-    ds = Dataset()
-    for kw in (*IDENTITY, "Modality", "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID"):
-        if kw in src:
-            setattr(ds, kw, src.data_element(kw).value)
-    return ds
-
-
-#: what the SEG builder may read from a source image besides its identity: geometry and
-#: pixel description (highdicom copies more than the patient and study modules otherwise)
-GEOMETRY = (
-    "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "PositionReferenceIndicator",
-    "Modality", "SeriesNumber", "InstanceNumber", "Rows", "Columns", "PixelSpacing", "ImageOrientationPatient",
-    "ImagePositionPatient", "SliceThickness", "SpacingBetweenSlices", "SamplesPerPixel", "PhotometricInterpretation",
-    "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "NumberOfFrames",
-    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
-)
-
-
-def _geometry(src: Any) -> Any:
-    """A copy of a source image with only its identity, geometry and pixel description."""
-    from pydicom.dataset import FileMetaDataset
-
-    ds = _identity(src)
-    for kw in GEOMETRY:
-        if kw in src:
-            ds[kw] = src[kw]
-    ds.file_meta = FileMetaDataset(src.file_meta)
-    return ds
 
 
 def write_study_outputs(
@@ -205,17 +134,17 @@ def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.n
     if score is not None:
         info += f" | score {score:.4g}" + (f" (p{percentile:.0f} of normals)" if percentile is not None else "")
     info += f" | slice {int(slices[k]) + 1} of {len(src.slice_of)}"
-    rgb = np.ascontiguousarray(_banner(rgb, [DISCLAIMER, info]))
+    rgb = np.ascontiguousarray(banner(rgb, [DISCLAIMER, info]))
 
     sc = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=_identity(ref),
+        ref_dataset=identity(ref),
         pixel_array=rgb,
         photometric_interpretation="RGB",
         bits_allocated=8,
         coordinate_system="PATIENT",
-        series_instance_uid=_uid(),
+        series_instance_uid=new_uid(),
         series_number=SC_SERIES_NUMBER,
-        sop_instance_uid=_uid(),
+        sop_instance_uid=new_uid(),
         instance_number=1,
         manufacturer="ra-sdk",
         patient_orientation=patient_orientation(ref),
@@ -226,12 +155,12 @@ def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.n
     sc.BurnedInAnnotation = "NO"  # the burned-in text names no patient
     sc.DerivationDescription = "ra-sdk anomaly overlay"
     sc.ImageType = ["DERIVED", "SECONDARY"]
-    sc.SourceImageSequence = [_reference(ref, frame)]
-    sc.ReferencedSeriesSequence = [_series_reference(ref, [ref])]
+    sc.SourceImageSequence = [reference(ref, frame)]
+    sc.ReferencedSeriesSequence = [series_reference(ref, [ref])]
     sc_path = out_dir / "sc.dcm"
     out_dir.mkdir(parents=True, exist_ok=True)
-    _save(sc, sc_path)
-    _read_back(sc_path, sc, rgb.shape)
+    save(sc, sc_path)
+    read_back(sc_path, sc, rgb.shape)
 
     # ---- Segmentation of the thresholded map over every screened slice
     multi = [ds for ds in src.headers if int(ds.get("NumberOfFrames", 1) or 1) > 1]
@@ -261,13 +190,13 @@ def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.n
         algorithm_identification=algorithm,
     )
     seg = hd.seg.Segmentation(
-        source_images=[_geometry(ds) for ds in source_images],
+        source_images=[geometry(ds) for ds in source_images],
         pixel_array=mask.astype(np.uint8),
         segmentation_type="BINARY",
         segment_descriptions=[segment],
-        series_instance_uid=_uid(),
+        series_instance_uid=new_uid(),
         series_number=SEG_SERIES_NUMBER,
-        sop_instance_uid=_uid(),
+        sop_instance_uid=new_uid(),
         instance_number=1,
         manufacturer="ra-sdk",
         manufacturer_model_name="ra-sdk",
@@ -278,50 +207,6 @@ def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.n
     )
     seg.ContentDescription = f"{DISCLAIMER}: RA anomaly map above {thr:.4g}"[:64]
     seg_path = out_dir / "seg.dcm"
-    _save(seg, seg_path)
-    _read_back(seg_path, seg, None)
+    save(seg, seg_path)
+    read_back(seg_path, seg, None)
     return [sc_path, seg_path]
-
-
-def _save(ds: Any, path: Path) -> None:
-    """Write a dataset atomically (a full disk never leaves half an object behind)."""
-    import io
-
-    from ..io.files import atomic_write
-
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    atomic_write(path, buf.getvalue())
-
-
-def _read_back(path: Path, written: Any, shape: tuple[int, ...] | None) -> None:
-    """Read a written object back with pydicom: same identity, decodable pixels."""
-    import pydicom
-
-    ds = pydicom.dcmread(path)
-    for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        if ds.get(kw) != written.get(kw):
-            raise DicomOutputError(f"{path}: {kw} reads back as {ds.get(kw)!r}, wrote {written.get(kw)!r}")
-    pixels = ds.pixel_array
-    if shape is not None and pixels.shape != shape:
-        raise DicomOutputError(f"{path}: pixels read back as {pixels.shape}, wrote {shape}")
-
-
-def _reference(ds: Any, frame: int | None = None) -> Any:
-    from pydicom.dataset import Dataset
-
-    item = Dataset()
-    item.ReferencedSOPClassUID = ds.SOPClassUID
-    item.ReferencedSOPInstanceUID = ds.SOPInstanceUID
-    if frame is not None and int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        item.ReferencedFrameNumber = frame
-    return item
-
-
-def _series_reference(ds: Any, members: list[Any]) -> Any:
-    from pydicom.dataset import Dataset
-
-    item = Dataset()
-    item.SeriesInstanceUID = ds.SeriesInstanceUID
-    item.ReferencedInstanceSequence = [_reference(m) for m in members]
-    return item

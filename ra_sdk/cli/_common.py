@@ -1,0 +1,65 @@
+"""What the ``ra-sdk`` commands share: exit statuses, the progress display (progress
+stays here, at the edge: the library reports through callbacks), output-folder checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import RaSdkError
+
+#: exit statuses (documented in the README)
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+DEFAULT_OUT = Path("ra-sdk-results")
+
+
+class Bar:
+    """A progress display for the CLI (tqdm; on a terminal only unless asked), fed by the
+    library's callbacks: progress stays at the edge."""
+
+    def __init__(self, desc: str, unit: str, enabled: bool | None):
+        self.desc, self.unit, self.enabled = desc, unit, enabled
+        self.bar: Any = None
+        self.failed = 0
+
+    def start(self, total: int, initial: int = 0) -> None:
+        from tqdm import tqdm
+
+        # enabled None: a bar on a terminal only (tqdm's disable=None), quiet logs otherwise
+        self.bar = tqdm(total=total, initial=initial, desc=self.desc, unit=self.unit, disable=True if self.enabled is False else (None if self.enabled is None else False))
+
+    def result(self, r: Any) -> None:
+        if self.bar is None:
+            return
+        if getattr(r, "error", None):
+            self.failed += 1
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+        self.bar.update(1)
+
+    def progress(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.start(total)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def engine_notice(screener: Any) -> None:
+    if not screener.calibrated and screener.threshold is None:
+        click.echo(f"warning: engine {screener.engine.path} has no calibration: no study is flagged and no percentile is given; "
+                   f"calibrate it with: ra-sdk calibrate {screener.engine.path} --normals NORMALS_DIR", err=True)
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".ra-sdk-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise RaSdkError(f"{out}: output folder is not writable ({err.strerror})") from None
