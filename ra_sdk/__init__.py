@@ -61,6 +61,7 @@ __all__ = [
     "Preset",
     "RaSdkError",
     "ReadError",
+    "RunnerError",
     "TooLargeError",
     "UnsupportedCodecError",
     "UnsupportedFormatError",

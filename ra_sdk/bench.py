@@ -26,6 +26,7 @@ import numpy as np
 
 from ._optional import is_installed
 from ._version import __version__
+from .info import platform_name
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def machine() -> dict[str, Any]:
     import importlib.metadata as md
     import subprocess
 
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+    info: dict[str, Any] = {"platform": platform_name(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
                             "ra_sdk": __version__, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     try:
         info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()

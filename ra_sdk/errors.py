@@ -37,6 +37,11 @@ class EngineError(RaSdkError):
     """An engine file is missing, truncated, tampered with, malformed, or built for other hardware."""
 
 
+class RunnerError(RaSdkError, RuntimeError):
+    """A backend failed on a batch (out of memory, a driver error): the run stops with one
+    line, keeping what it finished."""
+
+
 class ExportError(RaSdkError):
     """A checkpoint could not be exported (or the export failed its parity/fidelity check)."""
 

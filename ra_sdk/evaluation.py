@@ -107,13 +107,24 @@ def summarise(res: dict[str, dict[str, float]]) -> dict[str, float]:
     }
 
 
+#: what the columns of :func:`format_table` mean (the same words as the demo's table)
+LEGEND = (
+    "AUROC/AUPRC/FPR95: study scores of the type against the normal studies. det: fraction of annotated lesions "
+    "with more than 10% of their pixels above the pixel threshold (the paper's rule), here the threshold that 5% of "
+    "these normals' pixels exceed (the paper's protocol; ra-sdk demo uses the engine's calibrated one). "
+    "Dice: overlap of the thresholded map with the lesion mask."
+)
+
+
 def format_table(res: dict[str, dict[str, float]]) -> str:
     lines = [f"{'type':<22}{'AUROC':>7}{'AUPRC':>7}{'FPR95':>7}{'det':>7}{'Dice':>7}"]
     for t, r in res.items():
         det = f"{r['detection_rate']:.3f}" if "detection_rate" in r else "-"
         dc = f"{r['dice']:.3f}" if "dice" in r else "-"
         lines.append(f"{t:<22}{r['auroc']:>7.3f}{r['auprc']:>7.3f}{r['fpr95']:>7.3f}{det:>7}{dc:>7}")
-    return "\n".join(lines)
+    import textwrap
+
+    return "\n".join([*lines, "", *textwrap.wrap(LEGEND, 100)])
 
 
 def load_labelled_studies(root: str | Path, preset: Preset) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:

@@ -6,7 +6,6 @@ import ctypes
 import functools
 import importlib.metadata as md
 import os
-import platform
 import sys
 from typing import Any
 
@@ -56,6 +55,13 @@ def cuda_driver() -> tuple[bool, str]:
     return True, f"{count.value} CUDA device(s)"
 
 
+def platform_name() -> str:
+    """``Linux-6.1-x86_64``-style, from os.uname alone (``platform.platform()`` runs
+    ``uname -p`` in a subprocess, which a screening tool has no need to do)."""
+    u = os.uname() if hasattr(os, "uname") else None
+    return f"{u.sysname}-{u.release}-{u.machine}" if u else sys.platform
+
+
 def collect() -> dict[str, Any]:
     """Versions, devices and backends, each backend with ``usable`` and a ``why``."""
     gpu_ok, gpu_why = cuda_driver()
@@ -103,7 +109,7 @@ def collect() -> dict[str, Any]:
     return {
         "ra_sdk": __version__,
         "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        "platform": platform_name(),
         "cpu_count": os.cpu_count(),
         "gpu": {"usable": gpu_ok, "why": gpu_why},
         "packages": {d: v for d in _DISTS if (v := _version(d))},

@@ -32,7 +32,7 @@ class Journal:
 
     def __init__(self, path: Path):
         self.path = path
-        self.fh: Any = None
+        self.fd: int | None = None
         self._last_sync = 0.0
 
     def read(self) -> tuple[dict[str, Any] | None, dict[str, tuple[str, dict[str, Any]]]]:
@@ -65,20 +65,23 @@ class Journal:
                 data = fh.read()
                 if not data.endswith(b"\n"):
                     fh.truncate(data.rfind(b"\n") + 1)
-        self.fh = open(self.path, "ab")
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if new:
             self._append({"journal": JOURNAL_FORMAT, "settings": settings})
             self.sync()
 
     def _append(self, entry: dict[str, Any]) -> None:
-        line = (json.dumps(entry) + "\n").encode("utf-8")
-        pos = self.fh.tell()
+        """One line, written straight to the OS (no buffer to flush later): a killed process
+        loses nothing, and a failing write is cut back so no half line remains."""
+        assert self.fd is not None
+        view = memoryview((json.dumps(entry) + "\n").encode("utf-8"))
+        pos = os.lseek(self.fd, 0, os.SEEK_END)
         try:
-            self.fh.write(line)
-            self.fh.flush()  # in the OS after every study: a killed process loses nothing
+            while view:
+                view = view[os.write(self.fd, view) :]
         except OSError:
-            try:  # never leave half a line behind
-                self.fh.truncate(pos)
+            try:
+                os.ftruncate(self.fd, pos)
             except OSError:
                 pass
             raise
@@ -89,16 +92,17 @@ class Journal:
             self.sync()
 
     def sync(self) -> None:
-        os.fsync(self.fh.fileno())
+        assert self.fd is not None
+        os.fsync(self.fd)
         self._last_sync = time.perf_counter()
 
     def close(self) -> None:
-        if self.fh is not None:
+        if self.fd is not None:
             try:
                 self.sync()
             finally:
-                self.fh.close()
-                self.fh = None
+                os.close(self.fd)
+                self.fd = None
 
 
 def read_journal(path: Path) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,17 @@ from ..errors import RaSdkError
 #: exit statuses (documented in the README)
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
+#: where ``ra-sdk screen`` writes when no --out is given (in the current folder)
 DEFAULT_OUT = Path("ra-sdk-results")
+
+
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A click callback: a number option must be finite (NaN and inf are usage errors)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
 
 
 class Bar:

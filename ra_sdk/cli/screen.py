@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ._common import DEFAULT_OUT, EXIT_OK, EXIT_PARTIAL, Bar, check_writable, engine_notice
+from ._common import DEFAULT_OUT, EXIT_OK, EXIT_PARTIAL, Bar, check_writable, engine_notice, finite
 
 
 @click.command("screen")
@@ -19,7 +19,7 @@ from ._common import DEFAULT_OUT, EXIT_OK, EXIT_PARTIAL, Bar, check_writable, en
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Decode threads.")
 @click.option("--memory-budget", "memory_mb", default=4096, show_default=True, type=click.IntRange(64, 1 << 20), help="MB of decoded pixels the decode threads may hold together; a study above its share (budget / workers) is refused before decoding.")
-@click.option("--threshold", type=float, default=None, help="Flag scores above this (default: the engine's calibrated operating point).")
+@click.option("--threshold", type=float, default=None, callback=finite, help="Flag scores above this (default: the engine's calibrated operating point).")
 @click.option("--save-maps", is_flag=True, help="Write maps/<study>.npy and an overlay PNG per study.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip studies a previous run into --out finished with the same settings (--no-resume screens afresh).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal only).")

@@ -21,22 +21,23 @@ from .dicom_pixels import (
     _first_line,
     decode_dataset,
 )
-from .limits import open_checked
+from .limits import BYTES_PER_PIXEL, open_checked
 from .study import Slices
 
 __all__ = ["DEFLATED", "ID_KEYWORDS", "MAX_PIXELS", "dcmread", "decode", "decode_dataset", "looks_like_dicom", "read_header", "read_series", "slice_sort_key"]
 
 log = logging.getLogger(__name__)
 
-#: a deflated dataset inflating to more than this (or 64 times its file) is refused
+#: a deflated dataset inflating to more than this (or a quarter of the study's budget) is refused
 MAX_INFLATED_BYTES = 1 << 30
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 #: elements that make a preamble-less file a DICOM dataset
 _DICOM_MARKERS = ("SOPClassUID", "PixelData", "Modality", "StudyInstanceUID", "SeriesInstanceUID")
 
 
 def looks_like_dicom(path: Path) -> bool:
     """True for files with the DICM preamble or a DICOM file extension."""
-    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
+    if path.suffix.lower() in DICOM_SUFFIXES:
         return True
     try:
         with open(path, "rb") as fh:
@@ -48,7 +49,7 @@ def looks_like_dicom(path: Path) -> bool:
 
 
 
-def dcmread(path: Path, *, stop_before_pixels: bool = False) -> Any:
+def dcmread(path: Path, *, stop_before_pixels: bool = False, max_bytes: int | None = None) -> Any:
     """Read a DICOM file; files without the 128-byte preamble (older or raw datasets)
     are read too when they parse into DICOM elements. Raises ReadError subclasses."""
     import pydicom
@@ -57,7 +58,7 @@ def dcmread(path: Path, *, stop_before_pixels: bool = False) -> Any:
     path = Path(path)
     st = open_checked(path)
     try:
-        _check_deflated(path, st.st_size)
+        _check_deflated(path, st.st_size, max_bytes)
         try:
             return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
         except InvalidDicomError:
@@ -76,9 +77,11 @@ def dcmread(path: Path, *, stop_before_pixels: bool = False) -> Any:
         raise CorruptFileError(path, f"cannot parse DICOM file ({type(err).__name__}: {_first_line(err)})") from None
 
 
-def _check_deflated(path: Path, size: int) -> None:
+def _check_deflated(path: Path, size: int, max_bytes: int | None = None) -> None:
     """A Deflated Explicit VR dataset is inflated whole when pydicom reads it: measure the
-    inflated size first, in bounded chunks, and refuse a decompression bomb."""
+    inflated size first, in bounded chunks (nothing is kept), and refuse one that would
+    not fit a quarter of the study's budget (its pixels then cost about four times their
+    stored bytes), or MAX_INFLATED_BYTES."""
     from pydicom.filereader import read_file_meta_info
 
     with open(path, "rb") as fh:
@@ -92,7 +95,7 @@ def _check_deflated(path: Path, size: int) -> None:
     if str(meta.get("TransferSyntaxUID", "")) != DEFLATED or "FileMetaInformationGroupLength" not in meta:
         return
     start = 132 + 12 + int(meta.FileMetaInformationGroupLength)
-    limit = min(MAX_INFLATED_BYTES, 64 * size + (1 << 20))
+    limit = MAX_INFLATED_BYTES if max_bytes is None else min(MAX_INFLATED_BYTES, max(1 << 20, max_bytes // 4))
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     total = 0
     with open(path, "rb") as fh:
@@ -105,7 +108,7 @@ def _check_deflated(path: Path, size: int) -> None:
             except zlib.error as err:
                 raise CorruptFileError(path, f"deflated dataset does not inflate ({err})") from None
             if total > limit:
-                raise TooLargeError(path, f"deflated dataset of {size:,} bytes inflates beyond {limit / 2**20:,.0f} MB (a decompression bomb?)")
+                raise TooLargeError(path, f"deflated dataset of {size:,} bytes inflates beyond {limit / 2**20:,.0f} MB, more than this study's share of the memory budget allows (a decompression bomb?)")
             if inflater.eof:
                 return
 
@@ -141,7 +144,7 @@ def decode(path: Path, *, apply_voi: bool = True, max_bytes: int | None = None) 
         CorruptFileError: truncated or malformed file.
     """
     path = Path(path)
-    return decode_dataset(dcmread(path), path, apply_voi=apply_voi, max_bytes=max_bytes)
+    return decode_dataset(dcmread(path, max_bytes=max_bytes), path, apply_voi=apply_voi, max_bytes=max_bytes)
 
 
 
@@ -166,13 +169,13 @@ def read_series(paths: Sequence[Path], *, apply_voi: bool = True, max_bytes: int
 
     Files that fail are left out with a note naming the first reason, as long as one file
     decodes; ``meta["headers"]`` holds each decoded file's dataset without its pixel data
-    (what DICOM outputs need) and ``meta["files"]`` the files they came from.
+    (what DICOM outputs need; each keeps its ``filename``).
     """
-    parts, headers, used, failures = [], [], [], []
+    parts, headers, failures = [], [], []
     budget = max_bytes
     for p in paths:
         try:
-            ds = dcmread(p)
+            ds = dcmread(p, max_bytes=budget)
             sl = decode_dataset(ds, Path(p), apply_voi=apply_voi, max_bytes=budget)
         except TooLargeError:
             raise  # the series as a whole is over budget
@@ -184,9 +187,8 @@ def read_series(paths: Sequence[Path], *, apply_voi: bool = True, max_bytes: int
                 del ds[kw]
         parts.append(sl)
         headers.append(ds)
-        used.append(Path(p))
         if budget is not None:
-            budget -= sl.pixels.size * 12
+            budget -= sl.pixels.size * BYTES_PER_PIXEL
     if not parts:
         raise failures[0]
     shapes = {p.pixels.shape[1:] for p in parts}
@@ -198,5 +200,4 @@ def read_series(paths: Sequence[Path], *, apply_voi: bool = True, max_bytes: int
     meta = dict(parts[0].meta)
     meta["n_files"] = len(parts)
     meta["headers"] = headers
-    meta["files"] = used
     return Slices(pixels=np.concatenate([p.pixels for p in parts]), notes=notes, meta=meta)

@@ -81,7 +81,9 @@ def decode_dataset(ds: Any, path: Path, *, apply_voi: bool = True, max_bytes: in
     except _PARSE_ERRORS as err:
         raise CorruptFileError(path, f"invalid image header ({type(err).__name__}: {_first_line(err)})") from None
     if rows <= 0 or cols <= 0 or frames <= 0:
-        raise CorruptFileError(path, f"image has invalid size {frames} frame(s) of {rows}x{cols}")
+        missing = [k for k in ("Rows", "Columns") if k not in ds]
+        why = f"the header has no {' or '.join(missing)}" if missing else f"invalid size {frames} frame(s) of {rows}x{cols}"
+        raise CorruptFileError(path, f"pixel data without a usable image size: {why}")
     if rows * cols * frames > MAX_PIXELS:
         raise TooLargeError(path, f"image too large to screen: {frames} frame(s) of {rows}x{cols}")
     check_pixels(path, rows * cols * frames * max(1, spp), max_bytes, f"{frames} frame(s) of {rows}x{cols}")

@@ -28,12 +28,13 @@ OUT_MARKER = ".ra-sdk-output"
 
 def _walk_files(root: Path, exclude: set[tuple[int, int]], problems: list[tuple[Path, str]]) -> Iterable[Path]:
     """Files under ``root``, recursively; follows symlinks but never loops; skips hidden
-    names, output folders (``exclude`` and folders marked with OUT_MARKER), and records
-    folders it cannot list in ``problems``."""
+    names, output folders (``exclude`` and folders marked with OUT_MARKER). Folders it
+    cannot list, and study-like names that are no regular file (a FIFO, a device, a broken
+    link), go to ``problems`` so that they get a row rather than vanish."""
     seen: set[tuple[int, int]] = set()
 
     def onerror(err: OSError) -> None:
-        problems.append((Path(err.filename or root), err.strerror or str(err)))
+        problems.append((Path(err.filename or root), f"cannot list folder: {err.strerror or err}"))
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=onerror):
         try:
@@ -53,6 +54,9 @@ def _walk_files(root: Path, exclude: set[tuple[int, int]], problems: list[tuple[
             p = Path(dirpath) / name
             if p.is_file():
                 yield p
+            elif not p.is_dir() and (is_nifti(p) or is_raster(p) or p.suffix.lower() in dicom.DICOM_SUFFIXES):  # by name: opening a FIFO blocks
+                what = "a broken symbolic link" if p.is_symlink() and not p.exists() else "not a regular file (a FIFO, socket or device)"
+                problems.append((p, what))
 
 
 def classify(path: Path) -> str | None:
@@ -91,7 +95,7 @@ def discover(root: str | Path, *, exclude: Sequence[str | Path] = ()) -> list[St
     excluded = {k for k in (_inode(Path(e)) for e in exclude) if k is not None}
     files = [root] if root.is_file() else list(_walk_files(root, excluded, problems))
     base = root.parent if root.is_file() else root
-    studies: list[Study] = [Study(id=_rel(p, base) + "/", kind="unreadable", paths=(p,), error=f"cannot list folder: {why}") for p, why in problems]
+    studies: list[Study] = [Study(id=_rel(p, base) + ("/" if why.startswith("cannot list") else ""), kind="unreadable", paths=(p,), error=why) for p, why in problems]
     series: dict[tuple[str, str, str, int, int], list[tuple[tuple[float, float, str], Path]]] = defaultdict(list)
     for path in files:
         kind = classify(path)

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from ..engine import Engine, Network
-from ..errors import ConfigError, EngineError
+from ..errors import ConfigError, EngineError, RaSdkError, RunnerError
 
 #: the batch limit of a runner whose backend has none (ONNX Runtime, torch)
 UNLIMITED = 1 << 30
@@ -57,7 +57,14 @@ class Runner:
         outputs back (numpy on the CPU, CuPy on a GPU)."""
         self.check_inputs(inputs)
         with self._lock:
-            return self._infer(inputs)
+            try:
+                return self._infer(inputs)
+            except RaSdkError:
+                raise
+            except Exception as err:  # the backend's own exception types (ORT, CUDA, TensorRT)
+                b = getattr(next(iter(inputs.values())), "shape", ("?",))[0]
+                reason = " ".join(str(err).split())[:300] or type(err).__name__
+                raise RunnerError(f"{self.name} {self.network_name}: inference failed on a batch of {b} ({type(err).__name__}: {reason})") from err
 
     def _infer(self, inputs: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError

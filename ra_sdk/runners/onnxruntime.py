@@ -38,7 +38,7 @@ class OnnxRuntimeRunner(Runner):
         # Screening decodes studies in other threads on the same cores: idle ORT workers
         # that spin-wait take their CPU (measured: ~12% more end-to-end images/s without).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4  # errors come back as one RunnerError line, not as ORT log spew
         try:
             self.session = ort.InferenceSession(self.blob, sess_options=opts, providers=providers)
         except Exception as err:  # ORT's own exception types (InvalidProtobuf, Fail, ...): untrusted bytes
