@@ -39,7 +39,8 @@ def main() -> None:
     from ra_sdk.data.demo_studies import DemoSpec, write_demo_studies
     from ra_sdk.data.pathology import TYPES
     from ra_sdk.report import build_report
-    from ra_sdk.screen import Screener, run
+    from ra_sdk.run import run
+    from ra_sdk.screen import Screener
 
     res: dict = {"suite": "report", "machine": machine(), "studies": args.n}
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,7 +36,8 @@ def write_studies(folder: Path, n: int, pool: np.ndarray) -> None:
 
 def child_screen(studies: str, out: str, batch: int) -> None:
     """Run one screen in this process and print its peak RSS (kB) and images/s."""
-    from ra_sdk.screen import Screener, run
+    from ra_sdk.run import run
+    from ra_sdk.screen import Screener
 
     s = Screener(None, backend="onnxruntime", device="cpu", batch_size=batch)
     summary, _ = run(studies, out, s, resume=False)
@@ -60,7 +61,9 @@ def main() -> None:
         child_screen(args.child[0], args.child[1], args.batch)
         return
     from ra_sdk.data.augment import normal_batch
-    from ra_sdk.screen import JOURNAL, Screener, read_journal, run
+    from ra_sdk.journal import JOURNAL, read_journal
+    from ra_sdk.run import run
+    from ra_sdk.screen import Screener
 
     res: dict = {"suite": "screen", "machine": machine(), "batch": args.batch}
     pool = normal_batch("test", 200, start=5000)
