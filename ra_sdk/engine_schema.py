@@ -114,6 +114,7 @@ def check_meta(d: Any, where: str = "engine") -> None:
     c.number(s.get("topk", 0.01), "score.topk", 0, 1, open_lo=True)
     c.text(s.get("study_aggregation", "max"), "score.study_aggregation", ("max", "topk"))
     c.integer(s.get("study_k", 3), "score.study_k", 1, 10_000)
+    c.number(s.get("foreground", 0.0), "score.foreground", 0, 0.99)
 
     nets = c.obj(c.get(d, "networks", "networks"), "networks")
     if "recon" not in nets or len(nets) > 8:

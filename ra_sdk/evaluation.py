@@ -18,7 +18,7 @@ import numpy as np
 from . import metrics
 from .preprocess import Preset
 from .scorer import Scorer
-from .scoring import ScoreConfig, anomaly_map, image_score, study_score
+from .scoring import ScoreConfig, score_batch, study_score
 
 Recon = Callable[[np.ndarray], np.ndarray]
 Feats = Callable[[np.ndarray], Sequence[np.ndarray]]
@@ -32,18 +32,19 @@ class Suite:
     sets: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def synthetic_suite(n_normal: int = 200, n_per_type: int = 40, *, seed: int = 0, size: int = 128, types: Sequence[str] | None = None) -> Suite:
-    """The test split: normals and each pathology type (never seen in training)."""
+def synthetic_suite(n_normal: int = 200, n_per_type: int = 40, *, seed: int = 0, size: int = 128, types: Sequence[str] | None = None, split: str = "test") -> Suite:
+    """Normals and each pathology type made from ``split``'s normals: "test" (never seen in
+    training) for judging a model, "val" for choosing one while it trains."""
     from .data.augment import sample
     from .data.pathology import TYPES, make, preferred_slices
 
-    normals = np.stack([sample("test", i, seed=seed, size=size).image for i in range(n_normal)])
+    normals = np.stack([sample(split, i, seed=seed, size=size).image for i in range(n_normal)])
     sets = {}
     for t in types or TYPES:
         pool = preferred_slices(t)
         imgs, masks = [], []
         for i in range(n_per_type):
-            s = sample("test", 50_000 + 1_000 * TYPES.index(t) + i, seed=seed, size=size, slices=pool)
+            s = sample(split, 50_000 + 1_000 * TYPES.index(t) + i, seed=seed, size=size, slices=pool)
             img, m = make(t, s, seed=seed)
             imgs.append(img)
             masks.append(m)
@@ -77,16 +78,15 @@ def evaluate(
 
     local = set(LOCAL if local_types is None else local_types)
 
-    def maps(x: np.ndarray, x_ph: np.ndarray) -> np.ndarray:
-        return np.concatenate([anomaly_map(x[i : i + 64], x_ph[i : i + 64], feats, config=config, feature_weights=feature_weights) for i in range(0, len(x), 64)])
+    def scored(x: np.ndarray, x_ph: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts = [score_batch(x[i : i + 64], x_ph[i : i + 64], feats, config=config, feature_weights=feature_weights) for i in range(0, len(x), 64)]
+        return np.concatenate([m for m, _ in parts]), np.concatenate([s for _, s in parts])
 
-    normal_maps = maps(suite.normals, recons["normal"])
-    normal_scores = image_score(normal_maps, aggregation=config.aggregation, topk=config.topk)
+    normal_maps, normal_scores = scored(suite.normals, recons["normal"])
     threshold = metrics.pixel_threshold(normal_maps)
     sets = {}
     for t, (imgs, masks) in suite.sets.items():
-        m = maps(imgs, recons[t])
-        s = image_score(m, aggregation=config.aggregation, topk=config.topk)
+        m, s = scored(imgs, recons[t])
         sets[t] = (s, list(m) if t in local else None, list(masks) if t in local else None)
     res = metrics.evaluate(normal_scores, sets, threshold=threshold)
     return res

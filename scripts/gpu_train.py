@@ -1,101 +1,266 @@
-"""Train the bundled demo model and its baselines on a lent GPU, in one run.
+"""The one prepared device run: every GPU minute trains the model or verifies GPU code.
 
-    python scripts/gpu_train.py --out OUTDIR [--ra-minutes 4] [--quick]
+    python scripts/gpu_train.py --out "$OUT" [--budget 630] [--quick]
 
-1. times ra-base at batch 32 (images/s, bf16 AMP on and off) on a 2048-image pool;
-2. makes the augmented normal pools (train, val) from the embedded template;
-3. trains RA (ra-tiny) for --ra-minutes, then the AE and VAE baselines (same backbone,
-   same number of steps and images) side by side;
-4. writes OUTDIR/{ra,ae,vae}.tar (best checkpoint + logs) and OUTDIR/train_summary.json.
+On a lent GPU (see benchmarks/README.md for the call), within ``--budget`` seconds:
+
+1. pools: augmented normal images of the embedded template (train, validation);
+2. speed: one RA / AE step per model and batch, reference vs fast vs CUDA-graph step
+   (``train_<card>.json``); the fastest kind trains below;
+3. training: RA and the AE baseline at the same time (two processes on the one GPU), the
+   same number of steps, both warm-started from the bundled engine; ``best`` is chosen by
+   validation AUROC on synthetic anomalies of validation normals;
+4. evaluation: the synthetic test suite (120 normals, 24 per type) for both, with the
+   product's score configurations;
+5. the new engine: export (parity-checked) + calibration on the embedded validation split,
+   written to ``$OUT/ra_brain_demo.onnx-bundle`` (adopt it with scripts/make_demo_engine.sh
+   only when it is better on the validation split);
+6. GPU verification: the needs_cuda tests, the kernel and engine parity/timing suites;
+7. ``$OUT/gpu_summary.json``: every figure, the card, steps, images and GPU seconds.
+
+``--quick`` runs the same chain at toy sizes on a CPU, to prove it end to end here.
+Each phase records its error and the run goes on, so one failure loses nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import subprocess
 import sys
-import tarfile
-import threading
 import time
+import traceback
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ENGINE = ROOT / "ra_sdk" / "data" / "ra_brain_demo.onnx-bundle"
+T0 = time.perf_counter()
 
 
-def time_ra_base(pool, amp: bool, steps: int) -> float:
-    import torch
-    from ra_sdk.train import TrainConfig, Trainer
+def left(budget: float) -> float:
+    return budget - (time.perf_counter() - T0)
 
-    tr = Trainer(TrainConfig(model="ra-base", batch_size=32, amp=amp, augment=True), Path("/tmp/ra_base_timing"))
-    x = torch.as_tensor(pool[:32]).to(tr.device)
-    for _ in range(3):
-        tr.train_step(x)
-    torch.cuda.synchronize() if tr.cuda else None
+
+def phase(summary: dict[str, Any], name: str, fn: Any, *args: Any) -> Any:
+    """Run one phase; its result or its error goes into the summary, timed."""
     t = time.perf_counter()
-    for i in range(steps):
-        tr.train_step(torch.as_tensor(pool[(i * 32) % len(pool):][:32]).to(tr.device))
-    torch.cuda.synchronize() if tr.cuda else None
-    return steps * 32 / (time.perf_counter() - t)
+    print(f"== {name} ({time.perf_counter() - T0:.0f} s in)", flush=True)
+    try:
+        out = fn(*args)
+        summary[name] = out
+        return out
+    except Exception as err:
+        summary[name] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-2000:]}
+        print(summary[name]["traceback"], flush=True)
+        return None
+    finally:
+        summary.setdefault("phase_seconds", {})[name] = round(time.perf_counter() - t, 1)
+
+
+def pools(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    import numpy as np
+    from ra_sdk.train.data import make_pool
+
+    train = make_pool("train", args.pool, seed=args.seed, size=128, workers=args.workers)
+    val = make_pool("val", args.val, seed=args.seed, size=128, workers=min(args.workers, 4))
+    np.save(tmp / "train.npy", train)
+    np.save(tmp / "val.npy", val)
+    return {"train": list(train.shape), "val": list(val.shape)}
+
+
+def speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    import torch
+
+    from benchmarks.bench_train import (  # PYTHONPATH holds the repository (gpu_session.sh)
+        peak_of,
+        time_steps,
+    )
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    kinds = ["reference", "fast", "graph"] if cuda else ["reference", "fast"]
+    plan = [("ra-tiny", "ra", 8)] if args.quick else [("ra-tiny", "ra", 64), ("ra-tiny", "ra", 256), ("ra-tiny", "ae", 256), ("ra-base", "ra", 32), ("ra-base", "ra", 128)]
+    rows = []
+    for model, objective, batch in plan:
+        for kind in kinds:
+            if model == "ra-base" and kind == "fast":
+                continue
+            try:
+                r = time_steps(model, objective, batch, kind, device, warmup=1 if args.quick else 4, repeat=2 if args.quick else 8)
+            except RuntimeError as err:
+                r = {"error": str(err)[:200]}
+            rows.append({"model": model, "objective": objective, "batch": batch, "step": kind, **r})
+            print(json.dumps(rows[-1]), flush=True)
+    for r in rows:
+        ref = next(q for q in rows if q["model"] == r["model"] and q["objective"] == r["objective"] and q["batch"] == r["batch"] and q["step"] == "reference")
+        if "images_per_s" in r and "images_per_s" in ref:
+            r["speedup_vs_reference"] = r["images_per_s"] / ref["images_per_s"]
+            if ref.get("step_flops"):
+                r["tflops_per_s"] = ref["step_flops"] * r["images_per_s"] / r["batch"] / 1e12
+    card = torch.cuda.get_device_name() if cuda else "cpu"
+    res = {"suite": "train", "card": card, "torch": torch.__version__, "peaks_tflops": peak_of(card), "rows": rows}
+    (out / f"train_{'cpu' if not cuda else card.split()[-1].lower()}.json").write_text(json.dumps(res, indent=2) + "\n")
+    tiny = [r for r in rows if r["model"] == "ra-tiny" and r["objective"] == "ra" and "images_per_s" in r and r["batch"] == max(b for _, _, b in plan)]
+    best = max(tiny, key=lambda r: r["images_per_s"]) if tiny else {"step": "reference", "images_per_s": 1.0}
+    return {"rows": rows, "train_step": best["step"], "ra_images_per_s": best["images_per_s"]}
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One training process (RA or AE), reading the pools the parent made."""
+    import numpy as np
+    from ra_sdk.train.config import TrainConfig
+    from ra_sdk.train.trainer import Trainer
+
+    tmp = Path(args.tmp)
+    cfg = TrainConfig(
+        objective=args.worker, model="ra-tiny", batch_size=args.batch, lr=args.lr, lr_rule="sqrt", base_batch=64,
+        warmup_steps=0 if args.quick else 300, epochs=1_000_000, max_steps=args.steps, max_minutes=args.minutes, patience=0,
+        checkpoint_every=10**9, step=args.step, select="auroc", init_from=str(ENGINE), seed=args.seed,
+        val_normals=16 if args.quick else 64, val_per_type=2 if args.quick else 8, log_every=50,
+    )
+    summary = Trainer(cfg, tmp / "runs" / args.worker).fit(np.load(tmp / "train.npy"), np.load(tmp / "val.npy"), resume=False, embedded=True)
+    (tmp / "runs" / f"{args.worker}.json").write_text(json.dumps({**summary, "config": cfg.to_dict()}, indent=2) + "\n")
+
+
+def train(args: argparse.Namespace, tmp: Path, sp: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
+    """RA and AE side by side for the same number of steps (two processes, one GPU)."""
+    step = (sp or {}).get("train_step", "reference")
+    ips = (sp or {}).get("ra_images_per_s", 1.0)
+    steps = 20 if args.quick else max(100, int(0.55 * ips * seconds / args.batch))  # RA shares the GPU with the AE
+    minutes = seconds / 60
+    procs = {}
+    for obj in ("ra", "ae"):
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", obj, "--tmp", str(tmp), "--steps", str(steps), "--minutes", f"{minutes:.3f}",
+               "--batch", str(args.batch), "--lr", str(args.lr), "--step", step, "--seed", str(args.seed)] + (["--quick"] if args.quick else [])
+        procs[obj] = subprocess.Popen(cmd, stdout=open(tmp / f"{obj}.log", "w"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    t = time.perf_counter()
+    for p in procs.values():
+        p.wait()
+    out: dict[str, Any] = {"planned_steps": steps, "step": step, "batch": args.batch, "wall_seconds": time.perf_counter() - t}
+    for obj in ("ra", "ae"):
+        f = tmp / "runs" / f"{obj}.json"
+        out[obj] = json.loads(f.read_text()) if f.exists() else {"error": (tmp / f"{obj}.log").read_text()[-1500:]}
+    return out
+
+
+def evaluate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from ra_sdk.train import load_model
+
+    from ra_sdk.evaluation import evaluate as evaluate_suite
+    from ra_sdk.evaluation import reconstruct_suite, summarise, synthetic_suite
+    from ra_sdk.scoring import ScoreConfig
+
+    suite = synthetic_suite(8 if args.quick else 120, 2 if args.quick else 24, seed=0)
+    out: dict[str, Any] = {}
+    for name, path in (("ra", tmp / "runs" / "ra" / "best"), ("ae", tmp / "runs" / "ae" / "best"), ("v0", ENGINE)):
+        if not Path(path).exists():
+            continue
+        net, _ = load_model(path)
+
+        def recon(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return net.reconstruct(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
+
+        def feats(x: np.ndarray) -> list[np.ndarray]:
+            with torch.no_grad():
+                return [e.numpy() for e in net.embed(torch.from_numpy(np.ascontiguousarray(x)))]
+
+        rec = reconstruct_suite(recon, suite)
+        out[name] = {}
+        for label, cfg in (("features/topk", ScoreConfig(perceptual="features", aggregation="topk")), ("features/mean", ScoreConfig(perceptual="features")), ("structural/mean", ScoreConfig())):
+            res = evaluate_suite(suite, rec, cfg, feats=feats)
+            out[name][label] = {"summary": summarise(res), "types": res}
+        out[name]["normal_mse"] = float(((rec["normal"] - suite.normals) ** 2).mean())
+    return out
+
+
+def export(args: argparse.Namespace, tmp: Path, out: Path) -> dict[str, Any]:
+    from ra_sdk.export.onnx_export import export_checkpoint
+
+    from ra_sdk.calibration import calibrate
+    from ra_sdk.scoring import ScoreConfig
+
+    dst = out / "ra_brain_demo.onnx-bundle"
+    export_checkpoint(tmp / "runs" / "ra" / "best", dst, score=ScoreConfig(perceptual="features", aggregation="topk"))
+    eng = calibrate(dst, "embedded", n=32 if args.quick else 256)
+    return {"file": str(dst), "bytes": dst.stat().st_size, "threshold": eng.meta.calibration.threshold if eng.meta.calibration else None}
+
+
+def verify(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OUT": str(out)}
+    cmds = {
+        "needs_cuda_tests": [sys.executable, "-m", "pytest", "-q", "-m", "needs_cuda", "-p", "no:cacheprovider", "tests/test_scoring.py", "tests/test_train.py", "tests/test_export.py"],
+        "gpu_suite": [sys.executable, "-m", "benchmarks.gpu_suite", "--out", str(out / "gpu_suite.json")],
+        "gpu_engine": [sys.executable, "-m", "benchmarks.gpu_engine", "--out", str(out / "gpu_engine.json")],
+    }
+    for name, cmd in cmds.items():
+        if args.quick and name != "needs_cuda_tests":
+            continue
+        t = time.perf_counter()
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=max(30, left(args.budget) - 20))
+        res[name] = {"rc": r.returncode, "seconds": round(time.perf_counter() - t, 1), "tail": (r.stdout + r.stderr)[-1500:]}
+    return res
 
 
 def main() -> None:
-    import torch
-    from ra_sdk.train import TrainConfig, Trainer, make_pool
-
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--ra-minutes", type=float, default=4.0)
-    ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--pool", type=int, default=16384)
+    ap.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
+    ap.add_argument("--budget", type=float, default=630.0, help="seconds for the whole run (the device allows 600 per command and 900 per session)")
+    ap.add_argument("--pool", type=int, default=32768)
+    ap.add_argument("--val", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=2e-4, help="at batch 64; scaled by sqrt(batch / 64) after a 300-step warm-up")
     ap.add_argument("--workers", type=int, default=14)
-    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the script on a CPU")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--quick", action="store_true")
+    # a training worker (internal)
+    ap.add_argument("--worker", choices=["ra", "ae"])
+    ap.add_argument("--tmp")
+    ap.add_argument("--steps", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=0.0)
+    ap.add_argument("--step", default="auto")
     args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    if args.quick:
+        args.pool, args.val, args.batch, args.workers = 64, 32, 8, 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = Path("/tmp/ra_runs")
-    summary: dict = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "args": vars(args)}
+    tmp = Path("/tmp/ra_gpu_run")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    import torch
 
-    t = time.perf_counter()
-    n_pool = 64 if args.quick else args.pool
-    train = make_pool("train", n_pool, seed=0, size=128, workers=args.workers)
-    val = make_pool("val", 32 if args.quick else 512, seed=0, size=128, workers=args.workers)
-    summary["pool_seconds"] = time.perf_counter() - t
-    print(f"pools: train {train.shape}, val {val.shape} in {summary['pool_seconds']:.1f}s", flush=True)
-
-    steps = 2 if args.quick else 64
-    summary["ra_base_images_per_s"] = {"amp_bf16": time_ra_base(train, True, steps), "fp32": time_ra_base(train, False, steps)}
-    print("ra-base batch 32 images/s:", summary["ra_base_images_per_s"], flush=True)
-
-    common = dict(model="ra-tiny", batch_size=8 if args.quick else args.batch, lr=args.lr, epochs=10_000, patience=0, pool_size=n_pool, checkpoint_every=500)
-    ra = Trainer(TrainConfig(objective="ra", max_minutes=0.1 if args.quick else args.ra_minutes, **common), runs / "ra")
-    summary["ra"] = ra.fit(train, val, resume=False)
-    print("ra:", summary["ra"], flush=True)
-    n_steps = summary["ra"]["steps"]
-
-    results = {}
-
-    def baseline(obj: str) -> None:
-        tr = Trainer(TrainConfig(objective=obj, max_steps=n_steps, **common), runs / obj)
-        results[obj] = tr.fit(train, val, resume=False)
-
-    threads = [threading.Thread(target=baseline, args=(o,)) for o in ("ae", "vae")]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    summary.update(results)
-    print("baselines:", results, flush=True)
-
-    for obj in ("ra", "ae", "vae"):
-        with tarfile.open(out / f"{obj}.tar", "w") as tf:
-            for name in ("best/model.safetensors", "best/config.json", "log.csv", "epochs.jsonl"):
-                p = runs / obj / name
-                if p.exists():
-                    tf.add(p, arcname=f"{obj}/{name}")
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in summary.items() if k != "args"}, indent=1))
+    summary: dict[str, Any] = {"card": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "torch": torch.__version__, "args": vars(args), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    phase(summary, "pools", pools, args, tmp)
+    sp = phase(summary, "speed", speed, args, out)
+    # what the phases after training need, measured on an H200 in earlier sessions; the rest trains
+    reserve = 30 if args.quick else 200
+    seconds = max(10.0, left(args.budget) - reserve)
+    phase(summary, "training", train, args, tmp, sp, seconds)
+    phase(summary, "evaluation", evaluate, args, tmp)
+    phase(summary, "engine", export, args, tmp, out)
+    phase(summary, "verification", verify, args, out)
+    tr = summary.get("training") or {}
+    gpu_seconds = sum(v for k, v in summary["phase_seconds"].items())
+    summary["record"] = {
+        "steps": (tr.get("ra") or {}).get("steps"), "images": (tr.get("ra") or {}).get("images"),
+        "gpu_seconds": round(gpu_seconds, 1), "train_seconds": round(tr.get("wall_seconds", 0.0), 1), "card": summary["card"],
+    }
+    for obj in ("ra", "ae"):
+        for name in ("epochs.jsonl",):
+            p = tmp / "runs" / obj / name
+            if p.exists():
+                shutil.copy(p, out / f"{obj}_{name}")
+    (out / "gpu_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(json.dumps(summary["record"]), f"total {time.perf_counter() - T0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -43,7 +44,8 @@ TEST_32B = ra_sdk.ModelConfig("test-32b", channels=(8, 16, 32), zdim=16, image_s
 
 
 def _small_trainer(tmp_path, objective, **kw):
-    return Trainer(TrainConfig(objective=objective, model="test-32", batch_size=8, lr=1e-3, augment=False, **kw), tmp_path / objective, device="cpu", model=TEST_32)
+    kw = {"batch_size": 8, "lr": 1e-3, "augment": False, **kw}
+    return Trainer(TrainConfig(objective=objective, model="test-32", **kw), tmp_path / objective, device="cpu", model=TEST_32)
 
 
 @pytest.mark.parametrize("objective", ["ra", "ae", "vae"])
@@ -199,3 +201,139 @@ def test_init_from_warm_starts_and_refuses_another_config(tmp_path, batch):
         assert torch.equal(x, y), name
     with pytest.raises(ConfigError, match="another config"):
         Trainer(TrainConfig(objective="ra", model="test-32b", init_from=str(tmp_path / "a" / "ae" / "best")), tmp_path / "c", device="cpu", model=TEST_32B)
+
+
+# ------------------------------------------------------------------- the fast step
+def _pair(tmp_path, objective, **kw):
+    """A reference trainer and a fast one with the same weights and generator state."""
+    ref = _small_trainer(tmp_path / "ref", objective, step="reference", **kw)
+    fast = _small_trainer(tmp_path / "fast", objective, step="fast", **kw)
+    fast.net.load_state_dict(ref.net.state_dict())
+    return ref, fast
+
+
+def _max_weight_diff(a, b) -> float:
+    return max(float((x - y).abs().max()) for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values(), strict=True))
+
+
+@pytest.mark.parametrize("objective", ["ra", "ae", "vae"])
+def test_fast_step_equals_the_reference_step_on_cpu(tmp_path, batch, objective):
+    """fp32 on the CPU: after 3 steps every weight of the fast step (device random buffer,
+    no per-step sync, foreach Adam) equals the reference step's to 1e-6 (the two Adam
+    implementations differ in the order of a few float operations; measured: <= 3e-8)."""
+    ref, fast = _pair(tmp_path, objective)
+    for _ in range(3):
+        m_ref = ref.train_step(batch)
+        m_fast = fast.train_step(batch)
+    assert _max_weight_diff(ref, fast) <= 1e-6
+    assert m_fast.keys() == m_ref.keys()
+    for k in m_ref:
+        assert m_fast[k] == pytest.approx(m_ref[k], rel=1e-5, abs=1e-7), k
+
+
+def test_fast_fit_equals_reference_fit(tmp_path, batch):
+    """The whole loop with the fast step (pool on the device, augmentation, losses read
+    every log_every steps) trains to the same weights as with the reference step."""
+    pool = batch.repeat(3, 1, 1, 1).numpy()
+    ref, fast = _pair(tmp_path, "ra", epochs=2, augment=True, log_every=4, select="mse")
+    s_ref = ref.fit(pool, pool[:4], resume=False)
+    s_fast = fast.fit(pool, pool[:4], resume=False)
+    assert s_ref["steps"] == s_fast["steps"] == 6 and s_fast["step_kind"] == "fast"
+    assert _max_weight_diff(ref, fast) <= 1e-5
+    assert s_fast["best_val_mse"] == pytest.approx(s_ref["best_val_mse"], rel=1e-4)
+    epochs = [json.loads(x) for x in (tmp_path / "fast" / "ra" / "epochs.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [1, 2] and all(math.isfinite(e["val_mse"]) for e in epochs)
+
+
+@pytest.mark.needs_cuda
+def test_graph_step_equals_the_reference_step_on_gpu(tmp_path, batch):
+    """On a GPU in fp32 (no autocast, TF32 off): the captured step's weights equal the
+    reference step's after 3 steps (warm-up steps are replayed on both sides)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    x = batch.cuda()
+    ref = Trainer(TrainConfig(objective="ra", model="test-32", batch_size=8, lr=1e-3, augment=False, amp=False, channels_last=False, step="reference"), tmp_path / "r", device="cuda", model=TEST_32)
+    fast = Trainer(TrainConfig(objective="ra", model="test-32", batch_size=8, lr=1e-3, augment=False, amp=False, channels_last=False, step="graph"), tmp_path / "f", device="cuda", model=TEST_32)
+    fast.net.load_state_dict(ref.net.state_dict())
+    fast.fast(x)  # capture: 3 warm-up steps + 1 replay
+    for _ in range(4):
+        ref.train_step(x)
+    fast.fast(x)
+    ref.train_step(x)
+    torch.cuda.synchronize()
+    assert _max_weight_diff(ref, fast) <= 1e-4
+
+
+def test_learning_rate_rules():
+    cfg = TrainConfig(lr=1e-4, batch_size=32, base_batch=8, lr_rule="sqrt", warmup_steps=10)
+    assert cfg.lr_at(0) == pytest.approx(2e-4 / 10) and cfg.lr_at(9) == pytest.approx(2e-4) and cfg.lr_at(500) == pytest.approx(2e-4)
+    assert TrainConfig(lr=1e-4, batch_size=32, lr_rule="linear").lr_at(0) == pytest.approx(4e-4)
+    assert TrainConfig(lr=1e-4, batch_size=32).lr_at(7) == pytest.approx(1e-4)
+    with pytest.raises(ra_sdk.ConfigError, match="epochs must be at least 1"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ra_sdk.ConfigError, match="valid: constant, linear, sqrt"):
+        TrainConfig(lr_rule="cosine")
+
+
+def test_a_diverging_run_never_overwrites_last_or_best(tmp_path, batch, monkeypatch):
+    pool = batch.repeat(2, 1, 1, 1).numpy()
+    tr = _small_trainer(tmp_path, "ra", epochs=1, select="mse")
+    tr.fit(pool, pool[:4], resume=False)
+    saved = {p: p.read_bytes() for p in (tmp_path / "ra").rglob("*.safetensors")}
+    assert len(saved) == 4  # best and last: weights and optimiser state
+    tr2 = _small_trainer(tmp_path, "ra", epochs=3, select="mse", checkpoint_every=1)
+    real = tr2._ra_step
+
+    def poisoned(x):
+        out = real(x)
+        with torch.no_grad():
+            for p in tr2.net.parameters():
+                p.fill_(float("nan"))
+        return {**out, "loss_e": float("nan")}
+
+    monkeypatch.setattr(tr2, "_ra_step", poisoned)
+    summary = tr2.fit(pool, pool[:4], resume=True)
+    assert summary["stopped_by"] == "non-finite loss"
+    assert {p: p.read_bytes() for p in (tmp_path / "ra").rglob("*.safetensors")} == saved
+
+
+def test_time_budget_and_the_cpu_notice(tmp_path, batch, caplog):
+    pool = batch.repeat(8, 1, 1, 1).numpy()
+    tr = _small_trainer(tmp_path, "ae", epochs=50, select="mse", max_minutes=0.002)  # 0.12 s
+    with caplog.at_level("WARNING"):
+        t = time.perf_counter()
+        summary = tr.fit(pool, pool[:4], resume=False)
+        elapsed = time.perf_counter() - t
+    assert summary["stopped_by"] == "time budget" and 1 <= summary["steps"] < 50 * 8
+    per_step = elapsed / summary["steps"]
+    assert summary["seconds"] <= 0.12 + 3 * per_step + 1.0  # within a step (plus one validation)
+    assert any("training on the CPU" in r.message and "s per step" in r.message and "would take about" in r.message for r in caplog.records)
+
+
+def test_validation_auroc_is_the_product_score_on_validation_anomalies():
+    """The selector scores with the Scorer (torch runner of the in-memory network); the
+    same AUROCs come out of the evaluation path (reconstructions + anomaly_map) on the
+    same validation suite."""
+    from ra_sdk.train.selection import ValidationAUROC
+
+    from ra_sdk.data import DEMO_ENGINE
+    from ra_sdk.engine import read_engine
+    from ra_sdk.evaluation import evaluate, reconstruct_suite
+    from ra_sdk.network import load_engine_network
+
+    net = load_engine_network(read_engine(DEMO_ENGINE))
+    sel = ValidationAUROC(n_normal=16, n_per_type=3)
+    got = sel(net)
+    assert set(got) == {*sel.suite.sets, "mean"} and all(0 <= v <= 1 for v in got.values())
+
+    def recon(x):
+        with torch.no_grad():
+            return net.reconstruct(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
+
+    def feats(x):
+        with torch.no_grad():
+            return [e.numpy() for e in net.embed(torch.from_numpy(np.ascontiguousarray(x)))]
+
+    ref = evaluate(sel.suite, reconstruct_suite(recon, sel.suite), sel.score, feats=feats)
+    for t in sel.suite.sets:
+        assert got[t] == pytest.approx(ref[t]["auroc"], abs=1e-9), t

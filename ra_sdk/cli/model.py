@@ -18,9 +18,14 @@ from ._common import Bar
 @click.option("--demo", is_flag=True, help="Train on the embedded normal brain data (augmented).")
 @click.option("--model", default="ra-tiny", show_default=True, help="Registered model config.")
 @click.option("--objective", type=click.Choice(["ra", "ae", "vae"]), default="ra", show_default=True)
-@click.option("--epochs", default=10, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", default=5e-5, show_default=True)
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(1, None))
+@click.option("--max-steps", default=0, show_default=True, type=click.IntRange(0, None), help="Stop after this many steps (0: no limit).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, None))
+@click.option("--lr", default=5e-5, show_default=True, type=click.FloatRange(0, None, min_open=True), help="Learning rate at --base-batch (the paper code's 5e-5 at batch 8).")
+@click.option("--lr-rule", type=click.Choice(["constant", "linear", "sqrt"]), default="constant", show_default=True, help="Scale the learning rate with batch / base batch: not, linearly, or by its square root.")
+@click.option("--warmup-steps", default=0, show_default=True, type=click.IntRange(0, None), help="Linear learning-rate warm-up.")
+@click.option("--step", "step_kind", type=click.Choice(["auto", "reference", "fast", "graph"]), default="auto", show_default=True, help="Training step: auto = CUDA graph on a GPU, the plain reference step elsewhere.")
+@click.option("--select", type=click.Choice(["auto", "auroc", "mse"]), default="auto", show_default=True, help="Keep 'best' by validation AUROC on synthetic anomalies (the embedded data) or by validation MSE.")
 @click.option("--pool-size", default=2048, show_default=True, help="Augmented images per epoch (--demo).")
 @click.option("--max-minutes", default=0.0, show_default=True, help="Stop cleanly after this long (0: no limit).")
 @click.option("--device", default="auto", show_default=True)
@@ -29,10 +34,10 @@ from ._common import Bar
 @click.option("--patience", default=5, show_default=True, help="Stop after this many epochs without a better validation loss (0: never).")
 @click.option("--init", "init_from", type=click.Path(exists=True, path_type=Path), default=None, help="Start from the weights of this checkpoint folder or engine file (fine-tuning; fresh optimisers).")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
-def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs: int, batch_size: int, lr: float, pool_size: int, max_minutes: float, device: str, resume: bool, seed: int, patience: int, init_from: Path | None, out: Path) -> None:
+def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs: int, max_steps: int, batch_size: int, lr: float, lr_rule: str, warmup_steps: int, step_kind: str, select: str, pool_size: int, max_minutes: float, device: str, resume: bool, seed: int, patience: int, init_from: Path | None, out: Path) -> None:
     """Train RA (or the AE / VAE baseline) on normal images; checkpoints in OUT/best and OUT/last."""
     from .._optional import require
-    from ..errors import ConfigError
+    from ..errors import ConfigError, RaSdkError
 
     require("torch", "ra-sdk train")
     from ..train.callbacks import Callback
@@ -42,7 +47,8 @@ def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs:
 
     if demo == (data is not None):
         raise ConfigError("give exactly one of --data DIR and --demo")
-    cfg = TrainConfig(objective=objective, model=model, epochs=epochs, batch_size=batch_size, lr=lr, pool_size=pool_size, max_minutes=max_minutes, seed=seed, patience=patience, init_from=str(init_from or ""))
+    cfg = TrainConfig(objective=objective, model=model, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, lr_rule=lr_rule, warmup_steps=warmup_steps, step=step_kind, select=select,
+                      pool_size=pool_size, max_minutes=max_minutes, seed=seed, patience=patience, init_from=str(init_from or ""))
     from ..configs import get_model_config
 
     train, val = training_data(size=get_model_config(model).image_size, data=data, preset=cfg.preset, pool_size=pool_size, val_size=cfg.val_size, seed=seed)
@@ -62,9 +68,12 @@ def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs:
         def on_end(self, summary: dict[str, Any]) -> None:
             self.bar.close()
 
-    summary = Trainer(cfg, out, device=device, callbacks=[Progress()]).fit(train, val, resume=resume)
-    click.echo(f"{summary['steps']} steps, {summary['epochs']} epochs, best validation MSE {summary['best_val_mse']:.5f}, "
-               f"{summary['seconds']:.0f} s (stopped by {summary['stopped_by']}); checkpoint: {out / 'best'}")
+    summary = Trainer(cfg, out, device=device, callbacks=[Progress()]).fit(train, val, resume=resume, embedded=demo)
+    auroc = f", best validation AUROC {summary['best_val_auroc']:.3f}" if summary["selected_by"] == "auroc" else ""
+    click.echo(f"{summary['steps']} steps ({summary['step_kind']} step), {summary['epochs']} epochs, best validation MSE {summary['best_val_mse']:.5f}{auroc}, "
+               f"{summary['seconds']:.0f} s (stopped by {summary['stopped_by']}); checkpoint: {out / 'best'} (selected by {summary['selected_by']})")
+    if summary["stopped_by"] == "non-finite loss":
+        raise RaSdkError(f"training diverged at step {summary['steps']} (a loss is not finite); {out / 'last'} and {out / 'best'} hold the last good checkpoints")
 
 
 @click.command("evaluate")

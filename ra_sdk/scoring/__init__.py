@@ -52,6 +52,10 @@ class ScoreConfig:
     #: study score over slices: "max" or "topk" (mean of the ``study_k`` largest)
     study_aggregation: str = "max"
     study_k: int = 3
+    #: 0: score every pixel; else only the foreground: where the input, smoothed by the
+    #: saliency Gaussian, exceeds this level (the skull-stripped background of a brain MRI
+    #: scores nothing)
+    foreground: float = 0.0
 
     def __post_init__(self) -> None:
         if self.perceptual not in PERCEPTUAL_KINDS:
@@ -62,6 +66,8 @@ class ScoreConfig:
             raise ConfigError(f"unknown study aggregation {self.study_aggregation!r}; valid: max, topk")
         if not 0 < self.topk <= 1:
             raise ConfigError(f"topk must be a fraction in (0, 1], got {self.topk}")
+        if not 0 <= self.foreground < 1:
+            raise ConfigError(f"foreground must be a level in [0, 1), got {self.foreground}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -249,6 +255,14 @@ def study_score(slice_scores: Sequence[float] | np.ndarray, *, how: str = "max",
     raise ConfigError(f"unknown study aggregation {how!r}; valid: max, topk")
 
 
+def foreground_mask(x: Any, level: float, *, sigma: float = SALIENCY_SIGMA) -> Any:
+    """(B, H, W) float32 mask of the pixels where the Gaussian-smoothed input exceeds
+    ``level`` (numpy or CuPy, as x)."""
+    x3, _ = _as_bhw(x)
+    xp = _gpu().cupy() if _is_cupy(x3) else np
+    return (gaussian_blur(x3.astype(xp.float32, copy=False), sigma) > level).astype(xp.float32)
+
+
 def score_batch(
     x: Any,
     x_ph: Any,
@@ -264,6 +278,8 @@ def score_batch(
     max give the "mean" and "max" scores directly (no second reduction over the maps).
     """
     cfg = config or ScoreConfig()
+    if mask is None and cfg.foreground > 0:
+        mask = foreground_mask(x, cfg.foreground)
     if _is_cupy(x) and cfg.perceptual == "structural" and cfg.use_clahe and cfg.aggregation in ("mean", "max") and mask is None:
         x3, _ = _as_bhw(x)
         p3, _ = _as_bhw(x_ph)
@@ -283,6 +299,7 @@ __all__ = [
     "ScoreConfig",
     "anomaly_map",
     "clahe",
+    "foreground_mask",
     "gaussian_blur",
     "image_score",
     "perceptual_map",
