@@ -73,15 +73,16 @@ def main() -> None:
     from ra_sdk.export.onnx_export import export_checkpoint
 
     from ra_sdk.calibration import calibrate
+    from ra_sdk.data import DEMO_ENGINE
     from ra_sdk.data.demo_studies import write_demo_studies
-    from ra_sdk.scoring import ScoreConfig
+    from ra_sdk.engine import read_engine
 
     with tempfile.TemporaryDirectory() as tmp:
         studies = Path(args.studies) if args.studies else Path(tmp) / "demo"
         if not args.studies:
             write_demo_studies(studies)
         bundle = Path(tmp) / "fid.onnx-bundle"
-        export_checkpoint(args.checkpoint, bundle, score=ScoreConfig(perceptual="features", aggregation="topk"), fp16=True, include_weights=True)
+        export_checkpoint(args.checkpoint, bundle, score=read_engine(DEMO_ENGINE).meta.score, fp16=True, include_weights=True)  # the shipped score
         calibrate(bundle, "embedded", n=256, backend="onnxruntime", device="cpu")
         cpu = {"backend": "onnxruntime", "device": "cpu"}
         run(bundle, studies, [

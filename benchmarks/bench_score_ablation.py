@@ -48,10 +48,12 @@ def main() -> None:
     ap.add_argument("--normals", type=int, default=120)
     ap.add_argument("--per-type", type=int, default=24)
     ap.add_argument("--out", default="benchmarks/results/score_ablation_val.json")
+    ap.add_argument("--split", default="val", choices=["val", "test"], help="val chooses; test only reports (never choose on it)")
+    ap.add_argument("--only", default="", help="comma-separated config names (default: all)")
     args = ap.parse_args()
     eng = read_engine(args.engine)
     net = load_engine_network(eng)
-    suite = synthetic_suite(args.normals, args.per_type, split="val")
+    suite = synthetic_suite(args.normals, args.per_type, split=args.split)
 
     def recon(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -64,7 +66,8 @@ def main() -> None:
     t = time.perf_counter()
     rec = reconstruct_suite(recon, suite)
     rows = {}
-    for name, cfg in configs().items():
+    chosen = {k: v for k, v in configs().items() if not args.only or k in args.only.split(",")}
+    for name, cfg in chosen.items():
         res = evaluate(suite, rec, cfg, feats=feats)
         rows[name] = {"config": cfg.to_dict(), "summary": summarise(res), "types": {k: v["auroc"] for k, v in res.items()}}  # type: ignore[attr-defined]
         s = rows[name]["summary"]
@@ -73,11 +76,11 @@ def main() -> None:
     shipped = eng.meta.score.to_dict()
     current = next((k for k, v in rows.items() if all(v["config"].get(f) == shipped.get(f) for f in ("perceptual", "aggregation", "topk", "use_clahe", "ssim_gaussian", "foreground"))), None)
     res = {
-        "suite": "score ablation (validation split)", "engine": Path(args.engine).name, "normals": args.normals, "per_type": args.per_type,
+        "suite": f"score ablation ({args.split} split)", "engine": Path(args.engine).name, "normals": args.normals, "per_type": args.per_type,
         "seconds": time.perf_counter() - t, "best": best, "shipped": current, "rows": rows,
     }
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-    print(f"best on validation: {best} (mean AUROC {rows[best]['summary']['mean_auroc']:.3f}); shipped now: {current}; wrote {args.out}")
+    print(f"best on the {args.split} split: {best} (mean AUROC {rows[best]['summary']['mean_auroc']:.3f}); shipped now: {current}; wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ def main() -> None:
     from ra_sdk.export.onnx_export import export_checkpoint
 
     from ra_sdk.calibration import calibrate
+    from ra_sdk.data import DEMO_ENGINE
     from ra_sdk.data.demo_studies import write_demo_studies
     from ra_sdk.engine import read_engine
     from ra_sdk.scorer import Scorer
-    from ra_sdk.scoring import ScoreConfig
 
     res: dict = {"suite": "gpu_engine", "machine": machine()}
     try:
@@ -47,7 +47,7 @@ def main() -> None:
         studies = Path(tmp) / "demo"
         write_demo_studies(studies)
         bundle = Path(tmp) / "e.onnx-bundle"
-        export_checkpoint(args.checkpoint, bundle, score=ScoreConfig(perceptual="features", aggregation="topk"), fp16=True, include_weights=True)
+        export_checkpoint(args.checkpoint, bundle, score=read_engine(DEMO_ENGINE).meta.score, fp16=True, include_weights=True)
         calibrate(bundle, "embedded", n=256, backend="onnxruntime", device="cpu")
         cpu = {"backend": "onnxruntime", "device": "cpu"}
         gpu = {"backend": "torch", "device": args.device}

@@ -129,7 +129,7 @@ def render() -> str:
     if acc:
         out += [
             f"**Accuracy of the v0 models** (synthetic suite: {acc['params']['n_normal']} normals, {acc['params']['n_per_type']} per type; "
-            "same 3,719 training steps each; `benchmarks/results/accuracy_v0.json`). Not yet good: see issue 4.",
+            "same 3,719 training steps each; `benchmarks/results/accuracy_v0.json`). Not yet good: the model needs GPU training (`scripts/gpu_session.sh`).",
             "",
             "| model | score | mean AUROC | local AUROC | global AUROC | local detection | local Dice |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -138,6 +138,26 @@ def render() -> str:
             for label in ("structural/mean", "features/mean", "residual only"):
                 s = entry["scores"][label]["summary"]
                 out.append(f"| {name} | {label} | {s['mean_auroc']:.3f} | {s['local_auroc']:.3f} | {s['global_auroc']:.3f} | {s['local_detection_rate']:.3f} | {s['local_dice']:.3f} |")
+        out.append("")
+    abl, abl_test = _load("score_ablation_val.json"), _load("score_ablation_test.json")
+    if abl:
+        rows = sorted(abl["rows"].items(), key=lambda kv: -kv[1]["summary"]["mean_auroc"])
+        keep = rows[:5] + [kv for kv in rows[5:] if kv[0] in ("features/topk 1%", "structural/mean", "none/mean")]
+        out += [
+            f"**Score ablation for the bundled model** (validation split: {abl['normals']} validation normals, {abl['per_type']} synthetic anomalies per type; "
+            f"`benchmarks/results/score_ablation_val.json`, {len(rows)} configurations; the five best and three references). "
+            f"Chosen on validation and shipped: **{abl['best']}** (before: features/topk 1%).",
+            "",
+            "| score | mean AUROC | local AUROC | global AUROC | local detection |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, r in keep:
+            s = r["summary"]
+            out.append(f"| {name} | {s['mean_auroc']:.3f} | {s['local_auroc']:.3f} | {s['global_auroc']:.3f} | {s['local_detection_rate']:.3f} |")
+        if abl_test:
+            t = abl_test["rows"]
+            out += ["", "On the test split (reported, never used to choose; `score_ablation_test.json`): " + "; ".join(
+                f"{k} mean AUROC {v['summary']['mean_auroc']:.3f}, detection {v['summary']['local_detection_rate']:.3f}" for k, v in t.items()) + "."]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

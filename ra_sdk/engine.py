@@ -282,7 +282,7 @@ def format_description(d: dict[str, Any]) -> str:
     p = d["preset"]
     lines.append(f"preset   {p['name']} ({p['modality']}): {p['normalisation']} clip {tuple(p['clip'])}, size {p['size']}, pad to square {p['pad_to_square']}")
     s = d["score"]
-    lines.append(f"score    perceptual {s['perceptual']}, CLAHE {s['use_clahe']}, sigma {s['sigma']}, image score {s['aggregation']}" + (f" {s['topk']:.0%}" if s["aggregation"] == "topk" else "") + f", study {s['study_aggregation']}")
+    lines.append(f"score    perceptual {s['perceptual']}, CLAHE {s['use_clahe']}, sigma {s['sigma']}, image score {s['aggregation']}" + (f" {s['topk']:.0%}" if s["aggregation"] == "topk" else "") + f", study {s['study_aggregation']}" + (f", foreground > {s['foreground']:g}" if s.get("foreground") else ""))
     for name, n in d["networks"].items():
         lines.append(f"network  {name}: {n['file']} [{n['precision']}] inputs {n['inputs']} outputs {', '.join(n['outputs'])}")
     c = d["calibration"]

@@ -186,7 +186,7 @@ def export(args: argparse.Namespace, tmp: Path, out: Path) -> dict[str, Any]:
     from ra_sdk.scoring import ScoreConfig
 
     dst = out / "ra_brain_demo.onnx-bundle"
-    export_checkpoint(tmp / "runs" / "ra" / "best", dst, score=ScoreConfig(perceptual="features", aggregation="topk"))
+    export_checkpoint(tmp / "runs" / "ra" / "best", dst, score=ScoreConfig(perceptual="features", aggregation="topk", topk=0.05, foreground=0.05))
     eng = calibrate(dst, "embedded", n=32 if args.quick else 256)
     return {"file": str(dst), "bytes": dst.stat().st_size, "threshold": eng.meta.calibration.threshold if eng.meta.calibration else None}
 

@@ -13,6 +13,7 @@ ENGINE=ra_sdk/data/ra_brain_demo.onnx-bundle
 SOURCE=${1:-$ENGINE}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-ra-sdk export "$SOURCE" --out "$TMP/demo.onnx-bundle" --perceptual features --aggregation topk
+# the score chosen on the validation split (benchmarks/results/score_ablation_val.json)
+ra-sdk export "$SOURCE" --out "$TMP/demo.onnx-bundle" --perceptual features --aggregation topk --topk 0.05 --foreground 0.05
 ra-sdk calibrate "$TMP/demo.onnx-bundle" --normals embedded -n 256
 mv "$TMP/demo.onnx-bundle" "$ENGINE"

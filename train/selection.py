@@ -23,7 +23,7 @@ class ValidationAUROC:
         from ra_sdk.evaluation import synthetic_suite
 
         self.suite = synthetic_suite(n_normal, n_per_type, seed=seed, size=size, split="val")
-        self.score = score or ScoreConfig(perceptual="features", aggregation="topk")
+        self.score = score or ScoreConfig(perceptual="features", aggregation="topk", topk=0.05, foreground=0.05)
         self.batch_size = batch_size
         self.images = np.concatenate([self.suite.normals, *[imgs for imgs, _ in self.suite.sets.values()]])
         self.types = ["normal"] * len(self.suite.normals) + [t for t, (imgs, _) in self.suite.sets.items() for _ in range(len(imgs))]

@@ -255,7 +255,7 @@ class Trainer:
 
             from .selection import ValidationAUROC
 
-            self.selector = ValidationAUROC(n_normal=cfg.val_normals, n_per_type=cfg.val_per_type, seed=cfg.seed, size=self.model_cfg.image_size, score=ScoreConfig(perceptual="features", aggregation="topk"))
+            self.selector = ValidationAUROC(n_normal=cfg.val_normals, n_per_type=cfg.val_per_type, seed=cfg.seed, size=self.model_cfg.image_size, score=ScoreConfig(perceptual="features", aggregation="topk", topk=0.05, foreground=0.05))
         train_t = torch.as_tensor(np.asarray(train), dtype=torch.float32).to(self.device)  # the pool lives on the device
         val_t = torch.as_tensor(np.asarray(val), dtype=torch.float32)
         n = train_t.shape[0]

@@ -124,15 +124,16 @@ def bench_cmd(engine: Path | None, out: Path, quick: bool) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle to write (e.g. model.onnx-bundle).")
 @click.option("--perceptual", type=click.Choice(["structural", "features", "none"]), default="structural", show_default=True)
 @click.option("--aggregation", type=click.Choice(["mean", "topk", "max"]), default="mean", show_default=True)
-@click.option("--topk", default=0.01, show_default=True, help="Fraction of pixels for --aggregation topk.")
+@click.option("--topk", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True), help="Fraction of pixels for --aggregation topk.")
+@click.option("--foreground", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True), help="Score only where the smoothed input exceeds this level (0: every pixel).")
 @click.option("--fp16", is_flag=True, help="Also store FP16 networks (float32 I/O).")
 @click.option("--include-weights", is_flag=True, help="Also store the PyTorch weights (for the torch backend).")
-def export_cmd(checkpoint: Path, out: Path, perceptual: str, aggregation: str, topk: float, fp16: bool, include_weights: bool) -> None:
+def export_cmd(checkpoint: Path, out: Path, perceptual: str, aggregation: str, topk: float, foreground: float, fp16: bool, include_weights: bool) -> None:
     """Export a checkpoint to a portable ONNX bundle (parity-checked against PyTorch)."""
     from ..export.onnx_export import export_checkpoint
     from ..scoring import ScoreConfig
 
-    path = export_checkpoint(checkpoint, out, score=ScoreConfig(perceptual=perceptual, aggregation=aggregation, topk=topk), fp16=fp16, include_weights=include_weights)
+    path = export_checkpoint(checkpoint, out, score=ScoreConfig(perceptual=perceptual, aggregation=aggregation, topk=topk, foreground=foreground), fp16=fp16, include_weights=include_weights)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); calibrate it with: ra-sdk calibrate {path}")
 
 
