@@ -111,6 +111,20 @@ def _versions() -> dict[str, Any]:
     return out
 
 
+def _heldout(checkpoint: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The validation studies the checkpoint's run held out (``split.json`` beside its
+    ``best``/``last`` folder, or what an engine being re-exported carries): the default
+    normals of ``ra-sdk calibrate``."""
+    carried = config.get("engine_source", {}).get("heldout")
+    if carried:
+        return dict(carried)
+    split = checkpoint.parent / "split.json"
+    if checkpoint.is_dir() and split.is_file():
+        d = json.loads(split.read_text())
+        return {"root": d["root"], "studies": d["val"]}
+    return None
+
+
 def export_checkpoint(
     checkpoint: str | Path,
     out: str | Path,
@@ -166,6 +180,7 @@ def export_checkpoint(
             "objective": config.get("train", {}).get("objective"),
             "progress": config.get("progress", {}),
             "parity_max_abs": parity,
+            **({"heldout": heldout} if (heldout := _heldout(checkpoint, config)) else {}),
         },
     )
     log.info("export parity (max abs, ONNX Runtime vs PyTorch): %s", parity)

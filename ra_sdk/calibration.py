@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,23 +19,37 @@ from .scorer import Scorer
 log = logging.getLogger(__name__)
 
 
-def normal_images(source: str | Path, preset: Preset, *, n: int = 256) -> tuple[np.ndarray, str]:
-    """(images (N, size, size), description): ``"embedded"`` takes the validation split of
-    the embedded brain data (never used for training or testing); a folder takes every
-    screened slice of the normal studies under it."""
+def normal_images(source: str | Path, preset: Preset, *, n: int = 256, heldout: dict[str, Any] | None = None) -> tuple[np.ndarray, str]:
+    """(images (N, size, size), description) of the normals to calibrate on.
+
+    ``"auto"``: the studies the engine's training run held out (``heldout``: its root and
+    study ids, from the engine's metadata), else, for a brain MRI engine, the embedded
+    data's validation split. ``"embedded"``: that validation split (brain MRI only; never
+    used for training or testing). A folder: every screened slice of the studies under it.
+    """
+    from .errors import ConfigError
+    from .io import read_folder_images
+
+    if str(source) == "auto":
+        if heldout and Path(heldout["root"]).is_dir():
+            images = read_folder_images(heldout["root"], preset, only=heldout["studies"])
+            return images, f"held-out split of the training run ({len(heldout['studies'])} studies, {len(images)} images)"
+        if preset.modality != "MR":
+            raise ConfigError(f"this {preset.name} engine records no held-out split it can reach; calibrate it with --normals DIR of normal studies that were not used for training")
+        source = "embedded"
     if str(source) == "embedded":
+        if preset.modality != "MR":
+            raise ConfigError(f"the embedded normals are brain MRI slices; a {preset.name} engine needs --normals DIR of its own normal studies")
         from .data.augment import normal_batch
 
         return normal_batch("val", n, size=preset.size), f"embedded validation split ({n} images)"
-    from .io import read_folder_images
-
     out = read_folder_images(source, preset)
     return out, f"{Path(source).name}: {len(out)} images"
 
 
 def calibrate(
     engine_path: str | Path,
-    normals: str | Path = "embedded",
+    normals: str | Path = "auto",
     *,
     backend: str = "auto",
     device: str = "auto",
@@ -48,7 +63,7 @@ def calibrate(
     ``on_progress(images done, images in all)`` is called after each batch.
     """
     engine = read_engine(engine_path)
-    images, desc = normal_images(normals, engine.meta.preset, n=n)
+    images, desc = normal_images(normals, engine.meta.preset, n=n, heldout=(engine.meta.source or {}).get("heldout"))
     maps, scores = [], []
     with Scorer(engine, backend=backend, device=device, batch_size=batch_size) as scorer:
         for i in range(0, len(images), scorer.batch_size):

@@ -160,6 +160,13 @@ def check_meta(d: Any, where: str = "engine") -> None:
 
     for key in ("build", "versions", "source"):
         c.obj(d.get(key, {}), key)
+    held = d.get("source", {}).get("heldout")
+    if held is not None:
+        held = c.obj(held, "source.heldout")
+        c.text(c.get(held, "root", "source.heldout.root"), "source.heldout.root", max_len=4096)
+        ids = c.get(held, "studies", "source.heldout.studies")
+        if not isinstance(ids, list) or not 0 < len(ids) <= MAX_NORMALS or not all(isinstance(i, str) and 0 < len(i) <= 4096 for i in ids):
+            raise c.fail("source.heldout.studies", "a list of study ids", ids)
     if d["kind"] == "tensorrt":
         c.integer(d.get("build", {}).get("max_batch"), "build.max_batch", 1, 1 << 16)
     sums = c.obj(c.get(d, "checksums", "checksums"), "checksums")

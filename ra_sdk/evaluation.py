@@ -140,9 +140,9 @@ def load_labelled_studies(root: str | Path, preset: Preset) -> tuple[np.ndarray,
     by_id = {s.id: s for s in discover(root / "studies")}
     imgs, owner = [], []
     for i, row in enumerate(rows):
-        stack, _, _ = prepare_stack(read_study(by_id[row["study"]], apply_voi=preset.apply_voi).pixels, preset, where=row["study"])
-        imgs.append(stack)
-        owner += [i] * len(stack)
+        stack = prepare_stack(read_study(by_id[row["study"]], apply_voi=preset.apply_voi).pixels, preset, where=row["study"])
+        imgs.append(stack.images)
+        owner += [i] * len(stack.images)
     return np.concatenate(imgs), np.asarray(owner), rows
 
 

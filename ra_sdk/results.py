@@ -57,6 +57,7 @@ class StudyResult:
     slices: np.ndarray | None = None  # index in the study of each screened slice, on request
     outputs: list[str] = field(default_factory=list)  # files written for this study (DICOM SC/SEG)
     headers: list[Any] | None = None  # DICOM studies: one dataset per file, pixel data dropped, on request
+    boxes: list[Any] | None = None  # each screened slice's crop box on its source image, on request
 
     def row(self) -> dict[str, Any]:
         """The CSV/JSONL record (no arrays)."""

@@ -217,7 +217,7 @@ def _write_outputs(out: Path, study: Study, r: StudyResult, screener: Screener, 
         try:
             files = write_study_outputs(
                 r.headers or [], r.maps, r.slices, r.max_slice, screener.preset, pix_thr,
-                out / "dicom" / safe_name(r.study), score=r.score, percentile=r.percentile, apply_voi=screener.preset.apply_voi,
+                out / "dicom" / safe_name(r.study), score=r.score, percentile=r.percentile, apply_voi=screener.preset.apply_voi, boxes=r.boxes,
             )
             r.outputs = [f.relative_to(out).as_posix() for f in files]
             fsync_dir(out / "dicom" / safe_name(r.study))

@@ -28,7 +28,7 @@ import numpy as np
 from .engine import Engine, read_engine
 from .errors import ConfigError, RaSdkError, ReadError
 from .io import Study, read_study, study_for_path
-from .preprocess import prepare_stack
+from .preprocess import modality_note, prepare_stack
 from .results import StudyResult
 from .scorer import Scorer
 from .scoring import study_score
@@ -48,6 +48,7 @@ class _Prepared:
     error_kind: str | None = None
     decode_s: float = 0.0
     headers: list[Any] | None = None  # DICOM: the files' datasets without pixel data
+    boxes: list[Any] | None = None  # each screened slice's crop box (presets that crop borders)
 
 
 def one_line(text: str, limit: int = 500) -> str:
@@ -105,8 +106,9 @@ class Screener:
                     arr = arr[None]
                 if arr.ndim != 3 or min(arr.shape) < 1:
                     raise ValueError(f"expected a (H, W) or (N, H, W) array, got shape {item.shape}")
-                p.images, p.slice_index, notes = prepare_stack(arr, self.preset, where=p.sid)
-                p.notes += notes
+                stack = prepare_stack(arr, self.preset, where=p.sid)
+                p.images, p.slice_index, p.boxes = stack.images, stack.indices, stack.boxes
+                p.notes += stack.notes
             except ReadError as err:
                 p.error, p.error_kind = err.reason, err.kind
             except (ValueError, TypeError) as err:
@@ -121,8 +123,12 @@ class Screener:
                 sl = read_study(study, apply_voi=self.preset.apply_voi, max_bytes=max_bytes or self.memory_budget)
                 p.notes = list(sl.notes)
                 p.headers = sl.meta.get("headers")
-                p.images, p.slice_index, notes = prepare_stack(sl.pixels, self.preset, where=p.paths[0] if p.paths else p.sid)
-                p.notes += notes
+                mismatch = modality_note(sl.meta.get("Modality"), study.kind, self.preset)
+                if mismatch:
+                    p.notes.append(mismatch)
+                stack = prepare_stack(sl.pixels, self.preset, where=p.paths[0] if p.paths else p.sid)
+                p.images, p.slice_index, p.boxes = stack.images, stack.indices, stack.boxes
+                p.notes += stack.notes
             except ReadError as err:
                 p.error, p.error_kind = str(err), err.kind
             except RaSdkError as err:
@@ -150,7 +156,7 @@ class Screener:
         r.percentile = cal.percentile_of(s) if cal else None
         r.flagged = None if self.threshold is None else bool(s > self.threshold)
         if keep:
-            r.maps, r.images, r.recons, r.slices, r.headers = maps, p.images, recons, p.slice_index, p.headers
+            r.maps, r.images, r.recons, r.slices, r.headers, r.boxes = maps, p.images, recons, p.slice_index, p.headers, p.boxes
         return r
 
     def screen_one(self, image: np.ndarray, *, return_maps: bool = False) -> StudyResult:

@@ -48,6 +48,7 @@ class Trainer:
         if model is not None and model.name != cfg.model:
             raise ConfigError(f"the model config is named {model.name!r}, the training config trains {cfg.model!r}")
         self.model_cfg = model or get_model_config(cfg.model)
+        self.preset = get_preset(cfg.preset).replace(size=self.model_cfg.image_size)
         torch.manual_seed(cfg.seed)
         self.net: RANet = build(self.model_cfg).to(self.device)
         if self.cuda and cfg.channels_last:
@@ -204,7 +205,7 @@ class Trainer:
             self.out / name,
             self.net,
             model_config=self.model_cfg,
-            preset=get_preset(self.cfg.preset).replace(size=self.model_cfg.image_size).to_dict(),
+            preset=self.preset.to_dict(),
             train_config=self.cfg.to_dict(),
             progress={"step": self.step, "epoch": self.epoch, "best_val": self.best_val, "best_auroc": self.best_auroc, "stale_epochs": self.stale_epochs, "device": str(self.device)},
             optimizers={"opt_e": self.opt_e, "opt_d": self.opt_d},
@@ -290,7 +291,7 @@ class Trainer:
             for i in range(start, steps_per_epoch * cfg.batch_size, cfg.batch_size):
                 x = train_t[perm[i : i + cfg.batch_size]]
                 if cfg.augment:
-                    x = augment_batch(x, self.gen)
+                    x = augment_batch(x, self.gen, hflip=self.preset.hflip)
                 if self.cuda and cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 self._set_lr()

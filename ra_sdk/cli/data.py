@@ -28,10 +28,22 @@ def demo_studies(out: Path, n_normal: int, n_per_type: int, n_volumes: int, seed
 
 @data.command("preview")
 @click.option("--out", "out", default="preview.png", show_default=True, type=click.Path(path_type=Path))
+@click.option("--data", "folder", type=click.Path(exists=True, path_type=Path), default=None, help="A folder of your studies: show them as the model will see them.")
+@click.option("--preset", default="brain-mri-t1", show_default=True, help="The preset to preprocess --data with.")
 @click.option("--rows", default=3, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def data_preview(out: Path, rows: int, seed: int) -> None:
-    """Write one PNG grid: normals and each synthetic pathology with its mask outline."""
+def data_preview(out: Path, folder: Path | None, preset: str, rows: int, seed: int) -> None:
+    """Write one PNG grid: with --data, your studies after the preset's preprocessing
+    (crop, normalisation, pad, resize), one line per study; without, normals and each
+    synthetic pathology with its mask outline."""
+    if folder is not None:
+        from ..data.preview import preview_folder
+
+        path, lines = preview_folder(folder, preset, out, n=6 * rows if rows != 3 else 24)
+        for line in lines:
+            click.echo(line)
+        click.echo(f"wrote {path}")
+        return
     from ..data.demo_studies import preview
 
     click.echo(f"wrote {preview(out, rows=rows, seed=seed)}")

@@ -14,7 +14,9 @@ from ._common import Bar
 
 
 @click.command("train")
-@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Folder of normal studies.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Folder of normal studies (any layout the readers understand), split by study into training and validation.")
+@click.option("--preset", default=None, help="Preprocessing preset: chest-xray, wrist-xray, brain-mri-t1 or generic (default: brain-mri-t1).")
+@click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Fraction of the --data studies held out for validation and, by default, calibration.")
 @click.option("--demo", is_flag=True, help="Train on the embedded normal brain data (augmented).")
 @click.option("--model", default="ra-tiny", show_default=True, help="Registered model config.")
 @click.option("--objective", type=click.Choice(["ra", "ae", "vae"]), default="ra", show_default=True)
@@ -34,7 +36,7 @@ from ._common import Bar
 @click.option("--patience", default=5, show_default=True, help="Stop after this many epochs without a better validation loss (0: never).")
 @click.option("--init", "init_from", type=click.Path(exists=True, path_type=Path), default=None, help="Start from the weights of this checkpoint folder or engine file (fine-tuning; fresh optimisers).")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
-def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs: int, max_steps: int, batch_size: int, lr: float, lr_rule: str, warmup_steps: int, step_kind: str, select: str, pool_size: int, max_minutes: float, device: str, resume: bool, seed: int, patience: int, init_from: Path | None, out: Path) -> None:
+def train_cmd(data: Path | None, preset: str | None, val_fraction: float, demo: bool, model: str, objective: str, epochs: int, max_steps: int, batch_size: int, lr: float, lr_rule: str, warmup_steps: int, step_kind: str, select: str, pool_size: int, max_minutes: float, device: str, resume: bool, seed: int, patience: int, init_from: Path | None, out: Path) -> None:
     """Train RA (or the AE / VAE baseline) on normal images; checkpoints in OUT/best and OUT/last."""
     from .._optional import require
     from ..errors import ConfigError, RaSdkError
@@ -47,11 +49,23 @@ def train_cmd(data: Path | None, demo: bool, model: str, objective: str, epochs:
 
     if demo == (data is not None):
         raise ConfigError("give exactly one of --data DIR and --demo")
-    cfg = TrainConfig(objective=objective, model=model, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, lr_rule=lr_rule, warmup_steps=warmup_steps, step=step_kind, select=select,
+    from ..preprocess import get_preset
+
+    preset = preset or "brain-mri-t1"
+    get_preset(preset)  # an unknown name is an error that lists the valid ones
+    if demo and preset != "brain-mri-t1":
+        raise ConfigError(f"--demo trains on the embedded brain MRI data; --preset {preset} needs --data NORMALS_DIR")
+    cfg = TrainConfig(objective=objective, model=model, preset=preset, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, lr_rule=lr_rule, warmup_steps=warmup_steps, step=step_kind, select=select,
                       pool_size=pool_size, max_minutes=max_minutes, seed=seed, patience=patience, init_from=str(init_from or ""))
     from ..configs import get_model_config
 
-    train, val = training_data(size=get_model_config(model).image_size, data=data, preset=cfg.preset, pool_size=pool_size, val_size=cfg.val_size, seed=seed)
+    train, val, split = training_data(size=get_model_config(model).image_size, data=data, preset=cfg.preset, pool_size=pool_size, val_size=cfg.val_size, seed=seed, val_fraction=val_fraction)
+    if split is not None:
+        from ..io.files import atomic_write
+
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "split.json", json.dumps(split, indent=2) + "\n")
+        click.echo(f"{len(split['train'])} training and {len(split['val'])} validation studies ({len(train)} and {len(val)} images); split in {out / 'split.json'}")
 
     class Progress(Callback):
         def __init__(self) -> None:
@@ -161,7 +175,7 @@ def build_cmd(bundle: Path, out: Path, precision: str, min_batch: int, opt_batch
 
 @click.command("calibrate")
 @click.argument("engine", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--normals", default="embedded", show_default=True, help="Folder of normal studies, or 'embedded'.")
+@click.option("--normals", default="auto", show_default=True, help="Folder of normal studies not used for training; 'auto': the split the training run held out (recorded in the engine), else for brain MRI the embedded validation split; 'embedded'.")
 @click.option("-n", "n", default=256, show_default=True, help="Images to use with --normals embedded.")
 @click.option("--percentile", default=95.0, show_default=True, help="Flag scores above this percentile of normals.")
 @click.option("--backend", default="auto", show_default=True)

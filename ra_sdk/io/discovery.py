@@ -209,19 +209,22 @@ def read_path(path: str | Path, *, apply_voi: bool = True) -> Slices:
     return read_study(study_for_path(path), apply_voi=apply_voi)
 
 
-def read_folder_images(folder: str | Path, preset: Preset) -> np.ndarray:
-    """Every screened slice of the studies under ``folder`` as model input (N, S, S).
+def read_folder_images(folder: str | Path, preset: Preset, *, only: Iterable[str] | None = None) -> np.ndarray:
+    """Every screened slice of the studies under ``folder`` (those whose id is in ``only``,
+    when given) as model input (N, S, S).
 
     Unreadable studies are skipped with a warning (for training and calibration sets, where
     one bad file must not stop the job); raises ReadError when nothing is readable.
     """
     from ..preprocess import prepare_stack
 
+    wanted = None if only is None else set(only)
     out = []
     for study in discover(folder):
+        if wanted is not None and study.id not in wanted:
+            continue
         try:
-            stack, _, _ = prepare_stack(read_study(study, apply_voi=preset.apply_voi).pixels, preset, where=study.id)
-            out.append(stack)
+            out.append(prepare_stack(read_study(study, apply_voi=preset.apply_voi).pixels, preset, where=study.id).images)
         except ReadError as err:
             log.warning("skipping %s: %s", study.id, err)
     if not out:

@@ -28,12 +28,15 @@ def write_dicom(
 ) -> Path:
     """Write one 2-D (or (frames, H, W)) uint16/int16 image as an uncompressed DICOM file.
 
-    Headers are those of a plain MR image (patient, study, series, geometry), with
+    Headers are those of a plain image of ``modality`` (MR, DX, CR; others as Secondary
+    Capture): patient, study, series, geometry, with
     ``ImagePositionPatient`` at ``(0, 0, position_z)`` and axial orientation.
     """
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import (
+        ComputedRadiographyImageStorage,
+        DigitalXRayImageStorageForPresentation,
         ExplicitVRLittleEndian,
         MRImageStorage,
         SecondaryCaptureImageStorage,
@@ -43,7 +46,7 @@ def write_dicom(
     arr = np.asarray(pixels)
     if arr.dtype not in (np.uint16, np.int16, np.uint8):
         raise ValueError(f"pixels must be uint8, uint16 or int16, got {arr.dtype}")
-    sop_class = MRImageStorage if modality == "MR" else SecondaryCaptureImageStorage
+    sop_class = {"MR": MRImageStorage, "DX": DigitalXRayImageStorageForPresentation, "CR": ComputedRadiographyImageStorage}.get(modality, SecondaryCaptureImageStorage)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = generate_uid()

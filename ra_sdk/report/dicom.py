@@ -74,6 +74,7 @@ def write_study_outputs(
     score: float | None = None,
     percentile: float | None = None,
     apply_voi: bool = True,
+    boxes: list[Any] | None = None,
 ) -> list[Path]:
     """Write ``sc.dcm`` and ``seg.dcm`` for one screened DICOM study into ``out_dir``.
 
@@ -85,6 +86,8 @@ def write_study_outputs(
         slices: (M,) index in the study of each screened slice.
         max_slice: index in the study of the slice that drove the score (for the SC).
         pixel_threshold: the engine's pixel operating point; the SEG marks map > it.
+        boxes: each screened slice's crop box on its source image (presets that crop
+            uniform borders); the map lies inside it, zero outside.
     Returns:
         The files written. Raises :class:`DicomOutputError` with a one-line reason.
     """
@@ -92,7 +95,7 @@ def write_study_outputs(
         raise DicomOutputError("no DICOM headers were kept for this study")
     paths = [Path(str(h.filename)) for h in headers]
     try:
-        return _write(paths, headers, maps, slices, max_slice, preset, pixel_threshold, Path(out_dir), score, percentile, apply_voi)
+        return _write(paths, headers, maps, slices, max_slice, preset, pixel_threshold, Path(out_dir), score, percentile, apply_voi, boxes)
     except OSError as err:
         if err.errno in _FULL:
             raise  # a full disk stops the run; it is not one study's problem
@@ -102,7 +105,7 @@ def write_study_outputs(
         raise DicomOutputError(f"{paths[0]}: {type(err).__name__}: {first}") from None
 
 
-def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.ndarray, max_slice: int, preset: Preset, pixel_threshold: float, out_dir: Path, score: float | None, percentile: float | None, apply_voi: bool) -> list[Path]:
+def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.ndarray, max_slice: int, preset: Preset, pixel_threshold: float, out_dir: Path, score: float | None, percentile: float | None, apply_voi: bool, boxes: list[Any] | None) -> list[Path]:
     hd = require("highdicom", "DICOM outputs")
     from pydicom.sr.codedict import codes
 
@@ -122,7 +125,7 @@ def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.n
     except ReadError as err:
         raise DicomOutputError(f"cannot re-read the driving slice: {err}") from None
     grey = normalise(pixels, preset)
-    amap = from_model_grid(maps[k], grey.shape, preset)
+    amap = from_model_grid(maps[k], grey.shape, preset, boxes[k] if boxes else None)
     if min(grey.shape) < SC_MIN_SIDE:  # upscale before drawing, so outlines stay thin and smooth
         import cv2
 
@@ -168,7 +171,7 @@ def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.n
     for j, s in enumerate(np.asarray(slices)):
         fij = src.slice_of[int(s)]
         ds = src.headers[fij[0]]
-        masks[fij] = from_model_grid(maps[j], (int(ds.Rows), int(ds.Columns)), preset) > thr
+        masks[fij] = from_model_grid(maps[j], (int(ds.Rows), int(ds.Columns)), preset, boxes[j] if boxes else None) > thr
     if not multi:
         source_images = [src.headers[fi] for fi, _ in sorted(masks)]
         mask = np.stack([masks[key] for key in sorted(masks)])
