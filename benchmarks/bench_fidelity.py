@@ -82,13 +82,40 @@ def main() -> None:
         if not args.studies:
             write_demo_studies(studies)
         bundle = Path(tmp) / "fid.onnx-bundle"
-        export_checkpoint(args.checkpoint, bundle, score=read_engine(DEMO_ENGINE).meta.score, fp16=True, include_weights=True)  # the shipped score
+        export_checkpoint(args.checkpoint, bundle, score=read_engine(DEMO_ENGINE).meta.score, fp16=True, include_weights=True, int8=True)  # the shipped score
         calibrate(bundle, "embedded", n=256, backend="onnxruntime", device="cpu")
-        cpu = {"backend": "onnxruntime", "device": "cpu"}
-        run(bundle, studies, [
+        cpu = {"backend": "onnxruntime", "device": "cpu", "precision": "fp32"}
+        res = run(bundle, studies, [
             ("onnxruntime fp32 vs torch fp32", {"backend": "torch", "device": "cpu"}, cpu),
             ("onnxruntime fp16 vs fp32", cpu, {**cpu, "precision": "fp16"}),
-        ], Path(args.out))
+            ("onnxruntime int8 vs fp32", cpu, {**cpu, "precision": "int8"}),
+        ])
+        res["accuracy_suite_int8"] = suite_fidelity(bundle)
+        print("accuracy suite, int8 vs fp32:", res["accuracy_suite_int8"])
+        write_json(Path(args.out), res)
+
+
+def suite_fidelity(bundle: Path) -> dict:
+    """int8 against fp32 image scores on the synthetic test suite (120 normals, 24 per
+    type): Spearman, flags identical at the engine's calibrated threshold, AUROC change."""
+    from ra_sdk import metrics
+    from ra_sdk.engine import read_engine
+    from ra_sdk.evaluation import synthetic_suite
+    from ra_sdk.scorer import Scorer
+
+    eng = read_engine(bundle)
+    suite = synthetic_suite(120, 24)
+    images = np.concatenate([suite.normals, *[imgs for imgs, _ in suite.sets.values()]])
+    y = np.r_[np.zeros(len(suite.normals), bool), np.ones(len(images) - len(suite.normals), bool)]
+    s = {}
+    for p in ("fp32", "int8"):
+        with Scorer(eng, backend="onnxruntime", device="cpu", precision=p) as sc:
+            s[p] = sc.score(images, maps=False, recons=False)[1]
+    thr = eng.meta.calibration.threshold if eng.meta.calibration else float(np.percentile(s["fp32"][~y], 95))
+    return {
+        "images": len(images), "spearman": spearman(s["fp32"], s["int8"]), "flags_identical": float(np.mean((s["fp32"] > thr) == (s["int8"] > thr))),
+        "auroc_fp32": metrics.auroc(s["fp32"], y), "auroc_int8": metrics.auroc(s["int8"], y), "auroc_change": metrics.auroc(s["int8"], y) - metrics.auroc(s["fp32"], y),
+    }
 
 
 if __name__ == "__main__":

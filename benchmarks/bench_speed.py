@@ -27,7 +27,7 @@ def main() -> None:
     score = read_engine(DEMO_ENGINE).meta.score
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "all.onnx-bundle"
-        export_checkpoint(args.checkpoint, bundle, score=score, fp16=True, include_weights=True)
+        export_checkpoint(args.checkpoint, bundle, score=score, fp16=True, include_weights=True, int8=True)
         calibrate(bundle, "embedded", n=256, backend="onnxruntime", device="cpu")
         res = run_suite(engine=bundle)
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")

@@ -112,13 +112,25 @@ def render() -> str:
         m = sp["machine"]
         out += [f"**Speed suite** (`ra-sdk bench`; this machine, {m['cpu_count']} cores, commit {m['commit']}; engine + score per runner and precision; "
                 "`benchmarks/results/speed_cpu.json`, plot `benchmarks/results/speed_cpu.png`)", "",
-                "| runner | batch | images/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: | ---: |"]
+                "| runner | batch | images/s | p50 ms | p99 ms | networks alone: GMAC/s | % of the CPU's peak for that mix |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for key, row in sp["runners"].items():
             for b, v in row.items():
-                out.append(f"| {key} | {b[1:]} | {v['images_per_s']:.1f} | {v['median_s'] * 1e3:.2f} | {v['p99_s'] * 1e3:.2f} |")
+                net = f"{v['network_gmacs_per_s']:.1f} | {v['pct_of_peak']:.1f}%" if "pct_of_peak" in v else "- | -"
+                out.append(f"| {key} | {b[1:]} | {v['images_per_s']:.1f} | {v['median_s'] * 1e3:.2f} | {v['p99_s'] * 1e3:.2f} | {net} |")
+        lim = sp.get("limit")
+        if lim:
+            pk, gm = lim["cpu_peak_gmacs"], lim.get("gemm_peak_gmacs") or {}
+            out += ["", f"The limit: {lim['macs_per_image'] / 1e9:.2f} GMAC per image (recon {lim['recon_macs'] / 1e9:.3f} + {lim['feature_passes']} encoder passes of "
+                    f"{lim['features_macs'] / 1e9:.3f} for the features score). This CPU's nominal peak is {pk['fp32']:.0f} GMAC/s fp32 and {pk['int8']:.0f} int8 "
+                    f"({pk['assumptions']}); the fp32 networks run above it, so the cores clock above the nominal {pk['ghz']:.2f} GHz, and the % column is taken against "
+                    + (f"the attainable roof measured in the same run, one large ONNX Runtime matrix product: {gm['fp32']:.0f} GMAC/s fp32 (MatMul), {gm['int8']:.0f} int8 (MatMulInteger). " if gm else "the nominal peak. ")
+                    + "The int8 rows run the features network in int8 and recon in fp32 (the measured choice: recon in int8 fails the "
+                    "fidelity bar, `benchmarks/results/int8_choice_cpu.json`), so their peak is that mix's: each network at the peak of its precision."]
         rb = sp.get("research_baseline")
         sd = sp["screen_demo"]
-        out += ["", f"End-to-end `ra-sdk screen` on the demo studies: {sd['images_per_s']:.1f} images/s (runs {', '.join(f'{v:.1f}' for v in sd['images_per_s_runs'])})."]
+        per = sd.get("by_precision", {sd.get("precision", "fp32"): sd})
+        out += ["", "End-to-end `ra-sdk screen` on the demo studies: " + "; ".join(f"{p} {v['images_per_s']:.1f} images/s (runs {', '.join(f'{x:.1f}' for x in v['images_per_s_runs'])})" for p, v in per.items())
+                + (f"; int8 / fp32 **{sd['int8_vs_fp32']:.2f}x** (median over interleaved rounds)." if "int8_vs_fp32" in sd else ".")]
         if rb:
             out.append(f"The research pipeline (PyTorch eager, one image at a time, scikit-image CLAHE, scipy Gaussian, same model and perceptual network), "
                        f"same run, same images: {rb['images_per_s']:.1f} images/s (runs {', '.join(f'{v:.1f}' for v in rb['images_per_s_runs'])}): "

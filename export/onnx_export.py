@@ -133,12 +133,18 @@ def export_checkpoint(
     fp16: bool = False,
     include_weights: bool = False,
     parity_images: np.ndarray | None = None,
+    int8: bool = False,
+    int8_calib: str | Path = "auto",
+    int8_images: int = 512,
+    int8_method: str = "minmax",
 ) -> Path:
     """The whole chain: checkpoint (a folder, or an engine file to re-export) -> checked
     ONNX networks -> ``out`` bundle.
 
     The ``features`` network is added when the score config uses it. Calibration is added
-    later by :func:`ra_sdk.calibration.calibrate` (never baked into the graph).
+    later by :func:`ra_sdk.calibration.calibrate` (never baked into the graph). With
+    ``int8``, QDQ int8 networks are added where they pass the fidelity bar
+    (:func:`add_int8_networks`); when none does, ExportError says why, with the figures.
     """
     from ra_sdk.train.checkpoint import load_model
 
@@ -184,4 +190,63 @@ def export_checkpoint(
         },
     )
     log.info("export parity (max abs, ONNX Runtime vs PyTorch): %s", parity)
+    if int8:
+        meta, members = add_int8_networks(meta, members, Path(out), calib=int8_calib, n=int8_images, method=int8_method)
     return write_engine(out, meta, members)
+
+
+#: candidate sets of int8 networks, fastest first; the first to pass the bar is kept
+INT8_CANDIDATES = (("recon", "features"), ("features",), ("recon",))
+
+
+def int8_calibration(preset: Preset, calib: str | Path, heldout: dict[str, Any] | None, n: int) -> tuple[np.ndarray, str]:
+    """(N, 1, S, S) normal images to calibrate int8 on (the validation side, never test):
+    "auto" = the training run's held-out studies, else (brain MRI) the embedded validation
+    split; "embedded"; or a folder of normal studies."""
+    from ra_sdk.data.augment import normal_batch
+    from ra_sdk.io import read_folder_images
+
+    if str(calib) == "auto" and heldout and Path(heldout["root"]).is_dir():
+        imgs = read_folder_images(heldout["root"], preset, only=heldout["studies"])[:n]
+        return imgs[:, None], f"held-out split of the training run ({len(imgs)} images)"
+    if str(calib) in ("auto", "embedded"):
+        if preset.modality != "MR":
+            raise ExportError(f"int8 calibration of a {preset.name} engine needs its own normals: --calib DIR (studies not used for training)")
+        return normal_batch("val", n, start=1000, size=preset.size)[:, None], f"embedded validation split ({n} images from index 1000)"
+    imgs = read_folder_images(calib, preset)[:n]
+    return imgs[:, None], f"{Path(calib).name}: {len(imgs)} images"
+
+
+def add_int8_networks(meta: EngineMeta, members: dict[str, bytes], path: Path, *, calib: str | Path, n: int, method: str) -> tuple[EngineMeta, dict[str, bytes]]:
+    """Quantize the networks (U8S8 QDQ, :mod:`ra_sdk.export.quantize`) and keep the first
+    candidate set that passes the fidelity bar on validation images: Spearman >= 0.995,
+    flags identical on >= 99%, |AUROC change| <= 0.01 (validation synthetic anomalies for
+    brain MRI; a fifth of the calibration normals held back otherwise)."""
+    from ra_sdk.engine import Engine
+    from ra_sdk.evaluation import synthetic_suite
+
+    from .quantize import add_int8, fidelity, info
+
+    images, desc = int8_calibration(meta.preset, calib, meta.source.get("heldout"), n)
+    if meta.preset.modality == "MR":
+        suite = synthetic_suite(96, 12, split="val", seed=5, size=meta.preset.size)
+        probe = np.concatenate([suite.normals, *[imgs for imgs, _ in suite.sets.values()]])
+        anomalous: np.ndarray | None = np.r_[np.zeros(len(suite.normals), bool), np.ones(len(probe) - len(suite.normals), bool)]
+        calib_imgs = images
+    else:
+        k = max(10, len(images) // 5)
+        probe, anomalous, calib_imgs = images[-k:, 0], None, images[:-k]
+    base = Engine(path, meta, members)
+    attempts: dict[str, Any] = {}
+    for nets in INT8_CANDIDATES:
+        if not all(name in meta.networks for name in nets):
+            continue
+        candidate = add_int8(base, calib_imgs, method=method, networks=nets)
+        f = fidelity(candidate, probe, anomalous)
+        attempts["+".join(nets)] = f
+        log.info("int8 %s: %s", "+".join(nets), f)
+        if f["passed"]:
+            candidate.meta.source = {**candidate.meta.source, "int8": {**info(method, desc, len(calib_imgs), (), f), "networks": list(nets), "attempts": attempts, "calib_source": str(calib), "calib_n": n}}
+            return candidate.meta, candidate.members
+    figures = "; ".join(f"{k}: Spearman {v['spearman']:.4f}, flags identical {v['flags_identical']:.1%}" + (f", AUROC change {v['auroc_change']:+.4f}" if "auroc_change" in v else "") for k, v in attempts.items())
+    raise ExportError(f"no int8 network passes the fidelity bar (Spearman >= 0.995, flags identical >= 99%, |AUROC change| <= 0.01): {figures}; export without --int8")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import platform
 from pathlib import Path
+from typing import Any
 
 from ra_sdk.engine import EngineMeta, Network, read_engine, write_engine
 from ra_sdk.errors import EngineError
@@ -95,9 +96,12 @@ def build_engine_file(
     members: dict[str, bytes] = {}
     nets: dict[str, Network] = {}
     m = src.meta.model
-    for name in [n for n in src.meta.networks if not n.endswith("_fp16")]:
+    int8_info = (src.meta.source or {}).get("int8") or {}
+    for name in [n for n in src.meta.networks if "_" not in n]:
         key = f"{name}_fp16" if precision == "fp16" else name
         spec, blob = src.network(key)
+        if precision == "int8" and name in int8_info.get("networks", ()):
+            blob = symmetric_int8(src, blob, int8_info)
         plan = build_plan(
             blob, input_shape=(m.in_channels, m.image_size, m.image_size), min_batch=min_batch, opt_batch=opt_batch,
             max_batch=max_batch, precision=precision, timing_cache=timing_cache, optimization_level=optimization_level,
@@ -115,3 +119,14 @@ def build_engine_file(
     return write_engine(out, meta, members)
 
 
+def symmetric_int8(src: Any, fp32_blob: bytes, int8_info: dict[str, Any]) -> bytes:
+    """The QDQ graph TensorRT builds from: TensorRT takes only symmetric INT8 Q/DQ (zero
+    point 0), while the bundle's int8 graph is ONNX Runtime's U8S8; so the fp32 graph is
+    quantized again, with signed symmetric activations, on the same calibration images,
+    method and float layers the bundle's int8 networks were made with (strongly typed: the
+    precision lives in the graph)."""
+    from .onnx_export import int8_calibration
+    from .quantize import quantize
+
+    calib, _ = int8_calibration(src.meta.preset, int8_info.get("calib_source", "auto"), (src.meta.source or {}).get("heldout"), int(int8_info.get("calib_n", 512)))
+    return quantize(fp32_blob, calib, method=int8_info.get("method", "minmax"), float_layers=int8_info.get("float_layers", ()), symmetric=True)

@@ -53,6 +53,34 @@ def timeit(fn: Callable[[], Any], *, warmup: int = 2, repeat: int = 10, sync: Ca
     }
 
 
+def gemm_peak_gmacs(n: int = 1024) -> dict[str, float] | None:
+    """The attainable peak of this machine's ONNX Runtime: multiply-adds per second of one
+    large matrix product, fp32 (MatMul) and int8 (MatMulInteger, uint8 x int8), the best of
+    n = 512, 1024, 2048. None without the onnx package (the train extra)."""
+    if not is_installed("onnx"):
+        return None
+    from onnx import TensorProto, helper
+
+    from ._optional import import_onnxruntime
+
+    ort = import_onnxruntime()
+    out = {}
+    for kind, (ta, tb, ty, op) in {"fp32": (TensorProto.FLOAT, TensorProto.FLOAT, TensorProto.FLOAT, "MatMul"), "int8": (TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32, "MatMulInteger")}.items():
+        best = 0.0
+        for m in (512, 1024, 2048):
+            g = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"])], "gemm", [helper.make_tensor_value_info("a", ta, [m, m]), helper.make_tensor_value_info("b", tb, [m, m])],
+                                  [helper.make_tensor_value_info("y", ty, [m, m])])
+            sess = ort.InferenceSession(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(), providers=["CPUExecutionProvider"])
+            rng = np.random.default_rng(0)
+            a = rng.random((m, m)).astype(np.float32) if kind == "fp32" else rng.integers(0, 255, (m, m), dtype=np.uint8)
+            b = rng.random((m, m)).astype(np.float32) if kind == "fp32" else rng.integers(-127, 127, (m, m), dtype=np.int8)
+            t = timeit(lambda: sess.run(None, {"a": a, "b": b}), warmup=1, repeat=3)
+            best = max(best, m**3 / t["median_s"] / 1e9)
+        out[kind] = best
+    out["fp16"] = out["fp32"]
+    return out
+
+
 def machine() -> dict[str, Any]:
     import importlib.metadata as md
     import subprocess
@@ -134,6 +162,8 @@ def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1
     combos = [("onnxruntime", "cpu", "fp32")]
     if any(k.endswith("_fp16") for k in eng.meta.networks):
         combos.append(("onnxruntime", "cpu", "fp16"))
+    if any(k.endswith("_int8") for k in eng.meta.networks):
+        combos.append(("onnxruntime", "cpu", "int8"))
     torch_ok = is_installed("torch") and ("model.safetensors" in eng.members or is_installed("onnx"))
     if torch_ok:
         combos.append(("torch", "cpu", "fp32"))
@@ -145,6 +175,16 @@ def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1
         sync = cupy.cuda.Device().synchronize
         combos += [("torch", "cuda", "fp32"), ("torch", "cuda", "fp16")]
     res["backends_known"] = list_backends()
+    from .configs import macs_per_image
+    from .info import cpu_peak_gmacs
+
+    passes = 3 if eng.meta.score.perceptual == "features" else 0  # E(x_ph), E(C(x_ph)), E(C(x)); E(x) comes with recon
+    macs = macs_per_image(eng.meta.model, "recon") + passes * macs_per_image(eng.meta.model, "features")
+    nominal = cpu_peak_gmacs()
+    gemm = gemm_peak_gmacs()
+    peak = gemm or nominal  # the attainable roof when it can be measured, else the nominal one
+    res["limit"] = {"macs_per_image": macs, "recon_macs": macs_per_image(eng.meta.model, "recon"), "features_macs": macs_per_image(eng.meta.model, "features"),
+                    "feature_passes": passes, "cpu_peak_gmacs": nominal, "gemm_peak_gmacs": gemm, "peak_used": "measured GEMM" if gemm else "nominal"}
     for backend, device, prec in combos:
         key = f"{backend}-{device}-{prec}"
         with Scorer(eng, backend=backend, device=device, precision=prec, batch_size=max(batches)) as sc:
@@ -153,13 +193,30 @@ def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1
                 x = images[:b] if device == "cpu" else __import__("cupy").asarray(images[:b])
                 t = timeit(lambda: sc.score_batch(x), warmup=1 if quick else 2, repeat=(5 if quick else 20) if b == 1 else (2 if quick else 5), sync=sync if device == "cuda" else None)
                 row[f"b{b}"] = {**t, "images_per_s": b / t["median_s"]}
+                if device == "cpu":  # the networks alone, and how far they are from the hardware
+                    feats = sc.features
+                    x4 = x[:, None]
+
+                    def nets() -> None:
+                        sc.recon.infer({"x": x4})
+                        for _ in range(passes):
+                            assert feats is not None
+                            feats.infer({"x": x4})
+
+                    tn = timeit(nets, warmup=1, repeat=3 if quick else 5)
+                    gmacs = macs * b / tn["median_s"] / 1e9
+                    # the peak of this mix: each network at the peak of the precision it runs in
+                    spent = res["limit"]["recon_macs"] / peak[sc.recon.spec.precision] + (passes * res["limit"]["features_macs"] / peak[feats.spec.precision] if feats else 0.0)
+                    row[f"b{b}"].update({"network_images_per_s": b / tn["median_s"], "network_gmacs_per_s": gmacs, "peak_gmacs_of_mix": macs / spent,
+                                         "pct_of_peak": 100 * gmacs / (macs / spent), "networks": {"recon": sc.recon.spec.precision, "features": feats.spec.precision if feats else None}})
             res["runners"][key] = row
             log.info("%s: %s", key, {k: round(v["images_per_s"], 1) for k, v in row.items()})
     # End-to-end screening of the demo studies, and the research pipeline on the same images.
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "demo"
         write_demo_studies(root, DemoSpec(n_normal=n_studies, n_per_type=max(1, n_studies // 10), n_volumes=2))
-        screener = Screener(eng, backend="onnxruntime", device="cpu")
+        has_int8 = any(k.endswith("_int8") for k in eng.meta.networks)
+        screeners = {p: Screener(eng, backend="onnxruntime", device="cpu", precision=p) for p in (("fp32", "int8") if has_int8 else ("fp32",))}
         ref = None
         if torch_ok and is_installed("skimage") and is_installed("scipy"):
             import torch
@@ -174,39 +231,56 @@ def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1
             ref(imgs[0])  # warm-up
         else:
             res["notes"].append("research baseline skipped: needs the train + dev extras (torch, onnx, scikit-image, scipy)")
-        # ra-sdk screen and the research pipeline alternate, pair by pair, so that drift of
-        # the machine's speed hits both sides alike; the ratio is the median over pairs.
-        runs, ref_runs = [], []
+        # ra-sdk screen (each precision) and the research pipeline alternate, round by round,
+        # so that drift of the machine's speed hits every side alike; ratios are medians over rounds.
+        runs: dict[str, list[float]] = {p: [] for p in screeners}
+        ref_runs: list[float] = []
         for i in range(2 if quick else 3):
-            summary, _ = run(root / "studies", Path(tmp) / f"out{i}", screener, resume=False)
-            runs.append(summary.images_per_s)
+            for p, scr in screeners.items():
+                summary, _ = run(root / "studies", Path(tmp) / f"out-{p}-{i}", scr, resume=False)
+                runs[p].append(summary.images_per_s)
             if ref is not None:
                 t0 = time.perf_counter()
                 ref_scores = [ref(im) for im in imgs]
                 ref_runs.append(len(imgs) / (time.perf_counter() - t0))
-        res["screen_demo"] = {"images_per_s_runs": runs, "images_per_s": float(np.median(runs)), "studies": summary.studies, "images": summary.images}
+        best = "int8" if has_int8 else "fp32"
+        res["screen_demo"] = {"images_per_s_runs": runs[best], "images_per_s": float(np.median(runs[best])), "precision": best, "studies": summary.studies, "images": summary.images,
+                              "by_precision": {p: {"images_per_s_runs": r, "images_per_s": float(np.median(r))} for p, r in runs.items()}}
+        if has_int8:
+            res["screen_demo"]["int8_vs_fp32"] = float(np.median([a / b for a, b in zip(runs["int8"], runs["fp32"])]))
         if ref is not None:
-            with Scorer(eng, backend="onnxruntime", device="cpu") as sc:
+            with Scorer(eng, backend="onnxruntime", device="cpu", precision=best) as sc:
                 _, ours, _ = sc.score(imgs, maps=False, recons=False)
             rank = np.corrcoef(np.argsort(np.argsort(ref_scores)), np.argsort(np.argsort(ours)))[0, 1]
-            pair_ratios = [a / b for a, b in zip(runs, ref_runs)]
+            pair_ratios = [a / b for a, b in zip(runs[best], ref_runs)]
             res["research_baseline"] = {
                 "images": len(imgs), "images_per_s_runs": ref_runs, "images_per_s": float(np.median(ref_runs)),
                 "spearman_vs_ra_sdk": float(rank),
                 "pair_ratios": pair_ratios,
                 "speedup_screen_vs_baseline": float(np.median(pair_ratios)),
                 "speedup_range": [min(pair_ratios), max(pair_ratios)],
+                "ra_sdk_precision": best,
             }
     return res
 
 
 def format_suite(res: dict[str, Any]) -> str:
-    lines = [f"{'runner':<24}{'batch':>6}{'images/s':>11}{'p50 ms':>9}{'p99 ms':>9}"]
+    lines = [f"{'runner':<24}{'batch':>6}{'images/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'net GMAC/s':>12}{'% peak':>8}"]
     for key, row in res["runners"].items():
         for b, v in row.items():
-            lines.append(f"{key:<24}{b[1:]:>6}{v['images_per_s']:>11.1f}{v['median_s'] * 1e3:>9.2f}{v['p99_s'] * 1e3:>9.2f}")
+            net = f"{v['network_gmacs_per_s']:>12.1f}{v['pct_of_peak']:>7.1f}%" if "pct_of_peak" in v else ""
+            lines.append(f"{key:<24}{b[1:]:>6}{v['images_per_s']:>11.1f}{v['median_s'] * 1e3:>9.2f}{v['p99_s'] * 1e3:>9.2f}{net}")
+    if "limit" in res:
+        lim = res["limit"]
+        g = lim.get("gemm_peak_gmacs") or {}
+        lines.append(f"\n{lim['macs_per_image'] / 1e9:.2f} GMAC per image (recon {lim['recon_macs'] / 1e9:.2f} + {lim['feature_passes']} x features {lim['features_macs'] / 1e9:.2f}); "
+                     f"nominal CPU peak {lim['cpu_peak_gmacs']['fp32']:.0f} GMAC/s fp32, {lim['cpu_peak_gmacs']['int8']:.0f} int8 ({lim['cpu_peak_gmacs']['assumptions']})"
+                     + (f"; measured GEMM peak {g['fp32']:.0f} fp32, {g['int8']:.0f} int8 (% of peak is against this)" if g else ""))
     s = res["screen_demo"]
-    lines.append(f"\nra-sdk screen, demo studies: {s['images_per_s']:.1f} images/s (runs {', '.join(f'{v:.1f}' for v in s['images_per_s_runs'])})")
+    for p, v in s.get("by_precision", {"": s}).items():
+        lines.append(f"\nra-sdk screen {p}, demo studies: {v['images_per_s']:.1f} images/s (runs {', '.join(f'{x:.1f}' for x in v['images_per_s_runs'])})")
+    if "int8_vs_fp32" in s:
+        lines.append(f"end to end, int8 vs fp32: {s['int8_vs_fp32']:.2f}x (median over interleaved rounds)")
     if "research_baseline" in res:
         rb = res["research_baseline"]
         lines.append(f"research pipeline (one image at a time): {rb['images_per_s']:.1f} images/s (runs {', '.join(f'{v:.1f}' for v in rb['images_per_s_runs'])}); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,34 @@ class ModelConfig:
         d = dict(d)
         d["channels"] = tuple(d.get("channels", ()))
         return cls(**d)
+
+
+def macs_per_image(cfg: ModelConfig, network: str = "recon") -> int:
+    """Multiply-adds of one image through ``network`` ("recon": encoder + decoder;
+    "features": the encoder), counting convolutions and linear layers (the work; BatchNorm,
+    activations, pooling and upsampling are a few per pixel and left out), from the
+    architecture of DESIGN.md section 2."""
+    ch, s, z = cfg.channels, cfg.image_size, cfg.zdim
+
+    def res(cin: int, cout: int, side: int) -> int:
+        return side * side * (9 * cin * cout + 9 * cout * cout + (cin * cout if cin != cout else 0))
+
+    side = s
+    enc = side * side * 25 * cfg.in_channels * ch[0]  # stem conv5x5, then pool
+    side //= 2
+    for a, b in itertools.pairwise(ch):
+        enc += res(a, b, side)
+        side //= 2
+    enc += res(ch[-1], ch[-1], side) + ch[-1] * side * side * 2 * z  # last block, fc -> (mu, logvar)
+    if network == "features":
+        return enc
+    dec = z * ch[-1] * side * side
+    prev = ch[-1]
+    for c in reversed(ch):
+        dec += res(prev, c, side)
+        prev, side = c, side * 2
+    dec += res(prev, prev, side) + side * side * 25 * prev * cfg.in_channels
+    return enc + dec
 
 
 _MODELS: dict[str, ModelConfig] = {}

@@ -285,6 +285,12 @@ def format_description(d: dict[str, Any]) -> str:
     lines.append(f"score    perceptual {s['perceptual']}, CLAHE {s['use_clahe']}, sigma {s['sigma']}, image score {s['aggregation']}" + (f" {s['topk']:.0%}" if s["aggregation"] == "topk" else "") + f", study {s['study_aggregation']}" + (f", foreground > {s['foreground']:g}" if s.get("foreground") else ""))
     for name, n in d["networks"].items():
         lines.append(f"network  {name}: {n['file']} [{n['precision']}] inputs {n['inputs']} outputs {', '.join(n['outputs'])}")
+    q = (d.get("source") or {}).get("int8")
+    if q:
+        f = q.get("fidelity", {})
+        lines.append(f"int8     networks {'+'.join(q.get('networks', []))}: {q.get('format')}, activations {q.get('activations')}, weights {q.get('weights')}, "
+                     f"{q.get('method')} calibration on {q.get('calibration')}; fidelity vs fp32 Spearman {f.get('spearman', float('nan')):.4f}, "
+                     f"flags identical {f.get('flags_identical', float('nan')):.1%}" + (f", AUROC change {f['auroc_change']:+.4f}" if "auroc_change" in f else "") + f" ({'passed' if q.get('passed') else 'FAILED'})")
     c = d["calibration"]
     if c:
         q = ", ".join(f"{k} {v:.4g}" for k, v in c["quantiles"].items())

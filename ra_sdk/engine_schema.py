@@ -160,6 +160,13 @@ def check_meta(d: Any, where: str = "engine") -> None:
 
     for key in ("build", "versions", "source"):
         c.obj(d.get(key, {}), key)
+    q = d.get("source", {}).get("int8")
+    if q is not None:
+        q = c.obj(q, "source.int8")
+        c.boolean(q.get("passed", False), "source.int8.passed")
+        nets_q = q.get("networks", [])
+        if not isinstance(nets_q, list) or not all(isinstance(x, str) for x in nets_q):
+            raise c.fail("source.int8.networks", "a list of network names", nets_q)
     held = d.get("source", {}).get("heldout")
     if held is not None:
         held = c.obj(held, "source.heldout")

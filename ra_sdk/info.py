@@ -55,6 +55,72 @@ def cuda_driver() -> tuple[bool, str]:
     return True, f"{count.value} CUDA device(s)"
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_model() -> dict[str, Any]:
+    """vendor, family, model, MHz of the first CPU (Linux /proc/cpuinfo)."""
+    out: dict[str, Any] = {}
+    keys = {"vendor_id": "vendor", "cpu family": "family", "model": "model", "model name": "name", "cpu MHz": "mhz"}
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                k, _, v = line.partition(":")
+                k = k.strip()
+                if k in keys and keys[k] not in out:
+                    out[keys[k]] = v.strip()
+                if not line.strip() and out:
+                    break
+    except OSError:
+        pass
+    return out
+
+
+def cpu_peak_gmacs() -> dict[str, Any]:
+    """This CPU's peak multiply-adds per second (billions) per data type, from its cores,
+    clock and vector units, with the assumptions stated:
+
+    - fp32: FMA lanes per cycle per core: 32 with AVX-512 on two 512-bit FMA pipes; 16 on
+      AMD Zen 4 (family 25: AVX-512 runs on two 256-bit pipes) or with AVX2 + FMA; 4 else;
+    - int8: 4 int8 multiply-adds per 32-bit lane with VNNI (vpdpbusd), 2 without;
+    - fp16: ONNX Runtime's CPU kernels compute it through fp32, so the fp32 peak.
+    """
+    m = cpu_model()
+    flags = cpu_flags()
+    cores = os.cpu_count() or 1
+    try:
+        ghz = float(m.get("mhz", 0)) / 1000
+    except ValueError:
+        ghz = 0.0
+    zen4 = m.get("vendor") == "AuthenticAMD" and m.get("family") == "25"
+    if "avx512f" in flags:
+        lanes, why = (16, "AVX-512 on two 256-bit FMA pipes (AMD Zen 4)") if zen4 else (32, "AVX-512, two 512-bit FMA pipes")
+    elif "avx2" in flags and "fma" in flags:
+        lanes, why = 16, "AVX2, two 256-bit FMA pipes"
+    else:
+        lanes, why = 4, "SSE"
+    int8 = 4 if cpu_int8_dot() else 2
+    fp32 = cores * ghz * lanes
+    return {"fp32": fp32, "fp16": fp32, "int8": fp32 * int8, "cores": cores, "ghz": ghz,
+            "assumptions": f"{cores} cores x {ghz:.2f} GHz x {lanes} fp32 FMA lanes/cycle ({why}); int8 x{int8} ({'VNNI' if int8 == 4 else 'no VNNI'}); fp16 computed as fp32"}
+
+
+def cpu_int8_dot() -> bool:
+    """int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX) that ONNX Runtime's
+    int8 kernels use."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def platform_name() -> str:
     """``Linux-6.1-x86_64``-style, from os.uname alone (``platform.platform()`` runs
     ``uname -p`` in a subprocess, which a screening tool has no need to do)."""

@@ -27,7 +27,7 @@ class Scorer:
         recon = make_runner(engine, backend=backend, device=device, precision=precision)
         features = None
         if engine.meta.score.perceptual == "features":
-            features = make_runner(engine, backend=recon.name, device=recon.device, network="features", precision=precision)
+            features = make_runner(engine, backend=recon.name, device=recon.device, network="features", precision=recon.precision)
         self._setup(engine.meta.score, recon, features, batch_size)
         self.engine: Engine | None = engine
 

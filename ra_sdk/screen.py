@@ -64,9 +64,11 @@ class Screener:
     at construction; holds no per-study state between calls.
     """
 
-    def __init__(self, engine: str | Path | Engine | None = None, *, backend: str = "auto", device: str = "auto", batch_size: int = 32, threshold: float | None = None, precision: str = "fp32", memory_budget_mb: int | None = None):
-        """``memory_budget_mb``: decoded pixels the decode threads may hold together (default
-        4096); a study above its share (budget / workers) is refused before decoding."""
+    def __init__(self, engine: str | Path | Engine | None = None, *, backend: str = "auto", device: str = "auto", batch_size: int = 32, threshold: float | None = None, precision: str = "auto", memory_budget_mb: int | None = None):
+        """``precision``: "auto" (int8 on a VNNI CPU where the engine's int8 networks passed
+        their fidelity bar, else fp32), "fp32", "fp16" or "int8". ``memory_budget_mb``:
+        decoded pixels the decode threads may hold together (default 4096); a study above
+        its share (budget / workers) is refused before decoding."""
         from .data import DEMO_ENGINE
         from .io.limits import DEFAULT_BUDGET_BYTES
 

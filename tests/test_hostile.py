@@ -454,7 +454,7 @@ def test_torch_backend_runs_the_bundled_engine(tmp_path):
     from ra_sdk.data.augment import normal_batch
 
     x = list(normal_batch("test", 4, start=800))
-    with load(backend="torch", device="cpu") as t, load(backend="onnxruntime", device="cpu") as o:
+    with load(backend="torch", device="cpu") as t, load(backend="onnxruntime", device="cpu", precision="fp32") as o:
         st = [r.score for r in t.screen(x)]
         so = [r.score for r in o.screen(x)]
     assert t.backend == "torch"

@@ -337,3 +337,20 @@ def test_validation_auroc_is_the_product_score_on_validation_anomalies():
     ref = evaluate(sel.suite, reconstruct_suite(recon, sel.suite), sel.score, feats=feats)
     for t in sel.suite.sets:
         assert got[t] == pytest.approx(ref[t]["auroc"], abs=1e-9), t
+
+
+@pytest.mark.parametrize("name", ra_sdk.list_models())
+def test_multiply_adds_per_image_match_torchs_count(name):
+    """configs.macs_per_image (the architecture's arithmetic, no torch) equals torch's
+    FlopCounterMode count of convolutions and matmuls / 2, for both exported networks."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ra_sdk.configs import macs_per_image
+    from ra_sdk.network import network_module
+
+    cfg = ra_sdk.get_model_config(name)
+    net = build(cfg).eval()
+    for network in ("recon", "features"):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            network_module(net, network)(torch.rand(1, 1, cfg.image_size, cfg.image_size))
+        assert macs_per_image(cfg, network) == counter.get_total_flops() // 2, network

@@ -142,19 +142,24 @@ def bench_cmd(engine: Path | None, out: Path, quick: bool) -> None:
 @click.option("--foreground", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True), help="Score only where the smoothed input exceeds this level (0: every pixel).")
 @click.option("--fp16", is_flag=True, help="Also store FP16 networks (float32 I/O).")
 @click.option("--include-weights", is_flag=True, help="Also store the PyTorch weights (for the torch backend).")
-def export_cmd(checkpoint: Path, out: Path, perceptual: str, aggregation: str, topk: float, foreground: float, fp16: bool, include_weights: bool) -> None:
+@click.option("--int8", is_flag=True, help="Also store QDQ int8 networks where they pass the fidelity bar (the export fails, with the figures, when none does).")
+@click.option("--calib", default="auto", show_default=True, help="int8 calibration normals: 'auto' (the run's held-out split, else the embedded validation split for brain MRI), 'embedded', or a folder.")
+@click.option("--calib-images", default=512, show_default=True, type=click.IntRange(16, None), help="How many calibration images.")
+@click.option("--int8-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True, help="Activation range calibration (minmax measured best: benchmarks/results/int8_choice_cpu.json).")
+def export_cmd(checkpoint: Path, out: Path, perceptual: str, aggregation: str, topk: float, foreground: float, fp16: bool, include_weights: bool, int8: bool, calib: str, calib_images: int, int8_method: str) -> None:
     """Export a checkpoint to a portable ONNX bundle (parity-checked against PyTorch)."""
     from ..export.onnx_export import export_checkpoint
     from ..scoring import ScoreConfig
 
-    path = export_checkpoint(checkpoint, out, score=ScoreConfig(perceptual=perceptual, aggregation=aggregation, topk=topk, foreground=foreground), fp16=fp16, include_weights=include_weights)
+    path = export_checkpoint(checkpoint, out, score=ScoreConfig(perceptual=perceptual, aggregation=aggregation, topk=topk, foreground=foreground), fp16=fp16, include_weights=include_weights,
+                            int8=int8, int8_calib=calib, int8_images=calib_images, int8_method=int8_method)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); calibrate it with: ra-sdk calibrate {path}")
 
 
 @click.command("build")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="TensorRT engine file to write (.plan).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True, help="fp16 builds the bundle's FP16 graph; int8 quantizes the fp32 graph again with symmetric activations (TensorRT's INT8 Q/DQ), on the bundle's int8 calibration data.")
 @click.option("--min-batch", default=1, show_default=True)
 @click.option("--opt-batch", default=16, show_default=True)
 @click.option("--max-batch", default=64, show_default=True)

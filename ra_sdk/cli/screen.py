@@ -16,6 +16,7 @@ from ._common import DEFAULT_OUT, EXIT_OK, EXIT_PARTIAL, Bar, check_writable, en
 @click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(path_type=Path), help="Output folder (results.csv, results.jsonl, summary.json, run.json, ...).")
 @click.option("--backend", default="auto", show_default=True, help="auto, onnxruntime, torch or tensorrt.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True, help="auto: int8 on a CPU with VNNI where the engine's int8 networks passed their fidelity bar, else fp32.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Decode threads.")
 @click.option("--memory-budget", "memory_mb", default=4096, show_default=True, type=click.IntRange(64, 1 << 20), help="MB of decoded pixels the decode threads may hold together; a study above its share (budget / workers) is refused before decoding.")
@@ -25,7 +26,7 @@ from ._common import DEFAULT_OUT, EXIT_OK, EXIT_PARTIAL, Bar, check_writable, en
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal only).")
 @click.option("--report", "report", is_flag=True, help="Also write OUT/report.html, the HTML worklist (previews in OUT/previews/).")
 @click.option("--dicom-out", "dicom_out", type=click.Choice(["none", "flagged", "all"]), default="none", show_default=True, help="DICOM Secondary Capture + SEG per DICOM study into OUT/dicom/ (needs ra-sdk[dicom]).")
-def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, device: str, batch_size: int, workers: int, memory_mb: int, threshold: float | None, save_maps: bool, resume: bool, progress: bool | None, report: bool, dicom_out: str) -> None:
+def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, device: str, precision: str, batch_size: int, workers: int, memory_mb: int, threshold: float | None, save_maps: bool, resume: bool, progress: bool | None, report: bool, dicom_out: str) -> None:
     """Screen every study under STUDIES; results sorted by score in OUT/results.csv.
 
     Exit status: 0 all studies screened, 3 some studies failed (each has a row with the
@@ -35,7 +36,7 @@ def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, devi
     from ..screen import Screener
 
     check_writable(out)
-    screener = Screener(engine, backend=backend, device=device, batch_size=batch_size, threshold=threshold, memory_budget_mb=memory_mb)
+    screener = Screener(engine, backend=backend, device=device, batch_size=batch_size, threshold=threshold, memory_budget_mb=memory_mb, precision=precision)
     engine_notice(screener)
     bar = Bar("screening", "study", progress)
     try:

@@ -55,9 +55,31 @@ def resolve_device(device: str) -> str:
     return device
 
 
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+
+
+def int8_ready(engine: Engine) -> bool:
+    """The engine holds int8 networks whose fidelity passed the bar at export."""
+    q = (engine.meta.source or {}).get("int8") or {}
+    return bool(q.get("passed")) and any(k.endswith("_int8") for k in engine.meta.networks)
+
+
+def resolve_precision(engine: Engine, backend: str, device: str, precision: str) -> str:
+    """"auto": int8 with ONNX Runtime on a CPU with int8 dot-product instructions (VNNI)
+    when the engine's int8 networks passed the fidelity bar at export; fp32 otherwise."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    from ..info import cpu_int8_dot
+
+    return "int8" if backend == "onnxruntime" and device == "cpu" and cpu_int8_dot() and int8_ready(engine) else "fp32"
+
+
 def make_runner(engine: Engine, *, backend: str = "auto", device: str = "auto", network: str = "recon", precision: str = "fp32") -> Runner:
     """The runner for ``engine``; "auto" picks tensorrt for .plan files, else torch on a GPU
-    (the engine's weights rebuild the network), else onnxruntime."""
+    (the engine's weights rebuild the network), else onnxruntime; precision "auto" as
+    :func:`resolve_precision` says."""
     dev = resolve_device(device)
     if backend == "auto":
         if engine.meta.kind == "tensorrt":
@@ -67,8 +89,9 @@ def make_runner(engine: Engine, *, backend: str = "auto", device: str = "auto", 
         else:
             backend = "onnxruntime"
     cls = runner_class(backend)
+    precision = resolve_precision(engine, backend, dev, precision)
     log.info("backend %s on %s for %s (%s)", backend, dev, network, precision)
     return cls(engine, network=network, device=dev, precision=precision)
 
 
-__all__ = ["BACKENDS", "Runner", "check_inputs", "list_backends", "make_runner", "resolve_device", "runner_class"]
+__all__ = ["BACKENDS", "PRECISIONS", "Runner", "check_inputs", "int8_ready", "list_backends", "make_runner", "resolve_device", "resolve_precision", "runner_class"]

@@ -38,6 +38,8 @@ class Runner:
     @staticmethod
     def _network_key(engine: Engine, network: str, precision: str) -> str:
         key = network if precision == "fp32" else f"{network}_{precision}"
+        if precision == "int8" and key not in engine.meta.networks and network in engine.meta.networks:
+            return network  # int8 where it passed the fidelity bar at export, fp32 elsewhere
         if key not in engine.meta.networks:
             have = ", ".join(engine.meta.networks)
             raise EngineError(f"{engine.path}: no {precision} {network} network (has {have}); re-export with --{precision}")

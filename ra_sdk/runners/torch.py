@@ -23,6 +23,10 @@ class TorchRunner(Runner):
     def __init__(self, engine: Engine | None, *, network: str = "recon", device: str = "cpu", precision: str = "fp32", cuda_graphs: bool = True, net: Any = None):
         """``net``: an in-memory :class:`ra_sdk.network.RANet` to serve instead of the
         engine's weights (``engine`` may then be None)."""
+        if precision == "int8":
+            from ..errors import ConfigError
+
+            raise ConfigError("the torch backend has no int8 path; run int8 networks with --backend onnxruntime (CPU) or a TensorRT plan built with --precision int8")
         torch = require("torch", "the torch backend")
         from ..engine import network_spec
         from ..network import load_engine_network, network_module

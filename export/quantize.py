@@ -1,0 +1,138 @@
+"""INT8 networks: static QDQ quantization with ONNX Runtime, calibrated on normal images.
+
+The graph is prepared first (shape inference and ONNX Runtime's graph optimisations, which
+fold BatchNorm into the convolutions), then every Conv and Gemm gets QuantizeLinear /
+DequantizeLinear pairs: weights signed int8 per output channel (symmetric), activations
+unsigned int8 with a zero point (U8S8: what ONNX Runtime fuses into int8 kernels on CPUs
+with VNNI; signed activations left most convolutions in float in a trial, see the issue).
+Layers named in ``float_layers`` stay float (chosen by the per-layer sensitivity of
+``benchmarks/bench_int8.py``). TensorRT takes only symmetric INT8 Q/DQ; ``symmetric=True``
+makes that variant from the same calibration (ra-sdk build --precision int8).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ra_sdk._optional import import_onnxruntime
+from ra_sdk.errors import ExportError
+
+METHODS = ("minmax", "entropy", "percentile")
+
+
+def _prepared(onnx_bytes: bytes, tmp: Path) -> Path:
+    import_onnxruntime()
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, pre = tmp / "fp32.onnx", tmp / "pre.onnx"
+    src.write_bytes(onnx_bytes)
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+    return pre
+
+
+def quantizable_layers(onnx_bytes: bytes) -> list[str]:
+    """Names of the Conv and Gemm nodes of the prepared graph, in graph order."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = onnx.load(str(_prepared(onnx_bytes, Path(tmp))))
+    return [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+
+
+def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] = (), symmetric: bool = False, batch: int = 16, op_types: Sequence[str] | None = None) -> bytes:
+    """A QDQ int8 copy of an fp32 ONNX network (float32 inputs and outputs).
+
+    Args:
+        calib: (N, 1, H, W) float32 normal images (never test images).
+        method: activation range calibration: "minmax", "entropy" or "percentile" (99.999).
+        float_layers: node names (of the prepared graph) left unquantized.
+        symmetric: signed int8 activations with zero point 0 (TensorRT's form).
+    """
+    import_onnxruntime()
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if method not in METHODS:
+        raise ExportError(f"unknown int8 calibration method {method!r}; valid: {', '.join(METHODS)}")
+    calib = np.ascontiguousarray(calib, dtype=np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"x": calib[i : i + batch]} for i in range(0, len(calib), batch)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method]
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = _prepared(onnx_bytes, Path(tmp))
+        out = Path(tmp) / "int8.onnx"
+        quantize_static(
+            str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+            per_channel=True, calibrate_method=cm, nodes_to_exclude=list(float_layers), op_types_to_quantize=list(op_types) if op_types else None,
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        )
+        return out.read_bytes()
+
+
+def info(method: str, calib_desc: str, n: int, float_layers: Sequence[str], fidelity: dict[str, Any]) -> dict[str, Any]:
+    """What an engine records of its int8 networks (shown by ra-sdk inspect)."""
+    return {
+        "method": method, "activations": "uint8, asymmetric, per tensor", "weights": "int8, symmetric, per output channel",
+        "format": "QDQ (ONNX Runtime quantize_static)", "calibration": calib_desc, "calibration_images": n,
+        "float_layers": list(float_layers), "fidelity": fidelity, "passed": bool(fidelity.get("passed")),
+    }
+
+
+def add_int8(engine: Any, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] = (), networks: Sequence[str] | None = None) -> Any:
+    """A copy of ``engine`` (in memory) with ``<network>_int8`` networks beside fp32, for
+    ``networks`` (default: every network); a network without one runs fp32 at int8."""
+    import copy
+
+    from ra_sdk.engine import Engine
+
+    meta = copy.deepcopy(engine.meta)
+    members = dict(engine.members)
+    for name in [n for n in engine.meta.networks if "_" not in n and (networks is None or n in networks)]:
+        spec, blob = engine.network(name)
+        members[f"{name}_int8.onnx"] = quantize(blob, calib, method=method, float_layers=float_layers)
+        meta.networks[f"{name}_int8"] = type(spec)(f"{name}_int8.onnx", dict(spec.inputs), list(spec.outputs), "int8")
+    return Engine(engine.path, meta, members)
+
+
+def fidelity(engine: Any, images: np.ndarray, anomalous: np.ndarray | None = None, *, percentile: float = 95.0) -> dict[str, Any]:
+    """int8 against fp32 image scores of ``engine`` on ``images`` (B, H, W), with the
+    product's scorer: Spearman, identical flags at the ``percentile`` of the fp32 normals'
+    scores, and (with ``anomalous`` labels) the AUROC change. ``passed`` applies the bar:
+    Spearman >= 0.995, flags identical on >= 99%, |AUROC change| <= 0.01."""
+    from ra_sdk import metrics
+    from ra_sdk.scorer import Scorer
+
+    scores = {}
+    for precision in ("fp32", "int8"):
+        with Scorer(engine, backend="onnxruntime", device="cpu", precision=precision) as sc:
+            scores[precision] = sc.score(images, maps=False, recons=False)[1]
+    a, b = scores["fp32"], scores["int8"]
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    normal = np.ones(len(a), bool) if anomalous is None else ~anomalous
+    thr = float(np.percentile(a[normal], percentile))
+    out: dict[str, Any] = {
+        "images": len(a), "spearman": float(np.corrcoef(ra, rb)[0, 1]), "flags_identical": float(np.mean((a > thr) == (b > thr))),
+        "max_score_rel_diff": float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-12))),
+    }
+    if anomalous is not None and anomalous.any() and not anomalous.all():
+        out["auroc_fp32"], out["auroc_int8"] = metrics.auroc(a, anomalous), metrics.auroc(b, anomalous)
+        out["auroc_change"] = out["auroc_int8"] - out["auroc_fp32"]
+    out["passed"] = out["spearman"] >= 0.995 and out["flags_identical"] >= 0.99 and abs(out.get("auroc_change", 0.0)) <= 0.01
+    return out

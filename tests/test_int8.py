@@ -1,0 +1,89 @@
+"""INT8 engines: QDQ networks kept only where they pass the fidelity bar against the fp32
+reference (Spearman >= 0.995, flags identical >= 99%, |AUROC change| <= 0.01 on validation
+images), recorded in the engine, picked by precision "auto" on VNNI CPUs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ra_sdk.cli import main
+from ra_sdk.data import DEMO_ENGINE
+from ra_sdk.engine import read_engine
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8") / "m.onnx-bundle"
+    r = CliRunner().invoke(main, ["export", str(DEMO_ENGINE), "--out", str(out), "--perceptual", "features", "--aggregation", "topk", "--topk", "0.05", "--foreground", "0.05", "--int8", "--calib-images", "128"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.mark.slow
+def test_int8_networks_pass_their_bar_and_are_recorded(int8_bundle):
+    eng = read_engine(int8_bundle)
+    q = eng.meta.source["int8"]
+    assert q["passed"] and q["networks"] and all(f"{n}_int8" in eng.meta.networks for n in q["networks"])
+    f = q["fidelity"]
+    assert f["spearman"] >= 0.995 and f["flags_identical"] >= 0.99 and abs(f["auroc_change"]) <= 0.01
+    assert q["activations"].startswith("uint8") and q["weights"].startswith("int8") and "validation" in q["calibration"]
+    # what failed on the way is recorded too (full int8 is tried first)
+    assert "recon+features" in q["attempts"]
+    assert int8_bundle.stat().st_size < 16 * 2**20
+    out = CliRunner().invoke(main, ["inspect", str(int8_bundle)]).output
+    assert "int8     networks" in out and "passed" in out
+
+
+@pytest.mark.slow
+def test_int8_runs_and_auto_picks_it_on_vnni(int8_bundle):
+    from ra_sdk import load
+    from ra_sdk.data.augment import normal_batch
+    from ra_sdk.info import cpu_int8_dot
+
+    x = list(normal_batch("test", 6, start=1200))
+    with load(int8_bundle, backend="onnxruntime", device="cpu", precision="int8") as s8, load(int8_bundle, backend="onnxruntime", device="cpu", precision="fp32") as s32:
+        a = np.array([r.score for r in s8.screen(x)])
+        b = np.array([r.score for r in s32.screen(x)])
+        assert s8.scorer.recon.precision == "int8"
+    assert np.all(np.isfinite(a)) and np.argsort(a).tolist() == np.argsort(b).tolist()
+    with load(int8_bundle, backend="onnxruntime", device="cpu") as auto:
+        assert auto.scorer.recon.precision == ("int8" if cpu_int8_dot() else "fp32")
+    eng = read_engine(int8_bundle)  # the same engine without its int8 networks: auto is fp32
+    eng.meta.networks = {k: v for k, v in eng.meta.networks.items() if not k.endswith("_int8")}
+    eng.meta.source = {k: v for k, v in eng.meta.source.items() if k != "int8"}
+    eng.members = {k: v for k, v in eng.members.items() if "_int8" not in k}
+    with load(eng, backend="onnxruntime", device="cpu") as plain:
+        assert plain.scorer.recon.precision == "fp32"
+
+
+@pytest.mark.slow
+def test_an_int8_network_that_fails_the_bar_is_refused(tmp_path, monkeypatch):
+    import ra_sdk.export.quantize as q
+
+    real = q.fidelity
+
+    def strict(*a, **k):
+        f = real(*a, **k)
+        return {**f, "spearman": 0.9, "passed": False}
+
+    monkeypatch.setattr(q, "fidelity", strict)
+    r = CliRunner().invoke(main, ["export", str(DEMO_ENGINE), "--out", str(tmp_path / "x.onnx-bundle"), "--perceptual", "features", "--int8", "--calib-images", "32"])
+    assert r.exit_code == 1 and "no int8 network passes the fidelity bar" in r.output and "Spearman 0.9000" in r.output
+    assert not (tmp_path / "x.onnx-bundle").exists()
+
+
+def test_calibrating_int8_of_a_radiograph_engine_needs_its_own_normals():
+    from ra_sdk.export.onnx_export import int8_calibration
+
+    from ra_sdk.errors import ExportError
+    from ra_sdk.preprocess import get_preset
+
+    with pytest.raises(ExportError, match="needs its own normals"):
+        int8_calibration(get_preset("chest-xray"), "auto", None, 16)
+    imgs, desc = int8_calibration(get_preset("brain-mri-t1"), "auto", None, 16)
+    assert imgs.shape == (16, 1, 128, 128) and "validation" in desc
