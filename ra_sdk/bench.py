@@ -103,7 +103,8 @@ def reference_pipeline(net: Any, config: Any) -> Callable[[np.ndarray], float]:
     """The research pipeline for one image, as the official RA evaluator runs it: PyTorch
     eager forward (z = mu), scikit-image CLAHE of x and x_ph, the perceptual maps with the
     same network (the model's encoder features, or 1 - skimage SSIM), scipy Gaussians,
-    residual times saliency, and the same image-score aggregation. Returns the score."""
+    residual times saliency, the foreground mask and the same image-score aggregation.
+    Returns the score (tests/test_scoring.py holds it to the product's score)."""
     import torch
     from scipy.ndimage import gaussian_filter
     from skimage.exposure import equalize_adapthist
@@ -132,12 +133,15 @@ def reference_pipeline(net: Any, config: Any) -> Callable[[np.ndarray], float]:
         cp = equalize_adapthist(x_ph).astype(np.float32)
         s = gaussian_filter(perceptual(x_ph, x), 2.0) * gaussian_filter(perceptual(cp, cx), 2.0)
         amap = np.abs(cp - cx) * s
+        vals = amap.ravel()
+        if config.foreground > 0:  # only where the smoothed input is above the level
+            vals = amap[gaussian_filter(x, 2.0) > config.foreground]
         if config.aggregation == "mean":
-            return float(amap.mean())
+            return float(vals.mean())
         if config.aggregation == "max":
-            return float(amap.max())
+            return float(vals.max())
         k = max(1, round(config.topk * amap.size))
-        return float(np.sort(amap.ravel())[::-1][:k].mean())
+        return float(np.sort(vals)[::-1][:k].mean())
 
     return run
 

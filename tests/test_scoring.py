@@ -250,3 +250,29 @@ def test_gpu_fused_score_matches_cpu(rng, cp):
         np.testing.assert_allclose(cp.asnumpy(maxs), ref.reshape(8, -1).max(1), rtol=1e-5)
     s_gpu = cp.asnumpy(scoring.score_batch(cp.asarray(x), cp.asarray(x_ph))[1])
     np.testing.assert_allclose(s_gpu, scoring.score_batch(x, x_ph)[1], rtol=1e-5)
+
+
+def test_research_pipeline_of_the_benchmark_computes_the_product_score(tmp_path):
+    """The speed benchmark's baseline (PyTorch eager, scikit-image, scipy; one image at a
+    time) must compute the shipped score, foreground mask included, or its speed-up is a
+    comparison of two different things. Tolerance: rtol 1e-3 (seen: 9e-5, Gaussian
+    truncation at the mask's edge and torch vs ONNX Runtime convolutions)."""
+    pytest.importorskip("torch")
+    from ra_sdk.bench import reference_pipeline
+    from ra_sdk.data import DEMO_ENGINE
+    from ra_sdk.data.demo_studies import DemoSpec, write_demo_studies
+    from ra_sdk.engine import read_engine
+    from ra_sdk.evaluation import load_labelled_studies
+    from ra_sdk.network import load_engine_network
+    from ra_sdk.scorer import Scorer
+
+    eng = read_engine(DEMO_ENGINE)
+    assert eng.meta.score.foreground > 0  # the case that once went missing
+    write_demo_studies(tmp_path, DemoSpec(n_normal=4, n_per_type=1, n_volumes=0))
+    imgs, _, _ = load_labelled_studies(tmp_path, eng.meta.preset)
+    imgs = imgs[:8]
+    ref = reference_pipeline(load_engine_network(eng), eng.meta.score)
+    expected = np.array([ref(x) for x in imgs])
+    with Scorer(eng, backend="onnxruntime", device="cpu", precision="fp32") as sc:
+        _, got, _ = sc.score(imgs, maps=False, recons=False)
+    np.testing.assert_allclose(got, expected, rtol=1e-3)
