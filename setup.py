@@ -34,6 +34,7 @@ EXTRAS = {
     "trt": ["tensorrt>=10"],
     "train": ["torch>=2.2", "onnx>=1.15", "safetensors>=0.4"],
     "dicom": ["highdicom>=0.22"],  # DICOM Secondary Capture + SEG outputs
+    "ray": ["ray[data]==2.60.0"],  # screen --ray: Ray Data tasks + actor pool (pinned: tested release)
     "dev": [
         "pytest>=7",
         "ruff>=0.5",

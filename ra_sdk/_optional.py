@@ -19,6 +19,7 @@ EXTRA_OF = {
     "skimage": ("scikit-image", "dev"),
     "scipy": ("scipy", "dev"),
     "highdicom": ("highdicom", "dicom"),
+    "ray": ("ray[data]", "ray"),
 }
 
 

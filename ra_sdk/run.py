@@ -20,17 +20,19 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import results as res
 from ._version import __version__
+from .engine import Engine
 from .errors import ConfigError, DicomOutputError, RaSdkError
 from .io import Study, discover
 from .io.files import atomic_write, fsync_dir
 from .journal import JOURNAL, Journal, OutputLock, prepare_out
+from .preprocess import Preset
 from .results import RunSummary, StudyResult, safe_name
 from .screen import Screener
 
@@ -42,6 +44,23 @@ OWNED = ("maps", "previews", "dicom", res.RESULTS_CSV, res.RESULTS_JSONL, res.SU
 DICOM_MODES = ("none", "flagged", "all")
 #: write failures that stop a run cleanly (the journal keeps what is done)
 _STOP_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+class Screens(Protocol):
+    """What a run needs of its screener: a local :class:`~ra_sdk.screen.Screener`, or
+    :class:`ra_sdk.distributed.RayScreener` on a cluster."""
+
+    engine: Engine
+    preset: Preset
+    threshold: float | None
+
+    @property
+    def backend(self) -> str: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def precision(self) -> str: ...
+    def stream(self, items: Sequence[Any], *, return_maps: bool = ..., workers: int = ...) -> Iterator[tuple[int, StudyResult]]: ...
 
 
 class OutputError(RaSdkError):
@@ -66,7 +85,7 @@ class Outputs:
         return self.save_maps or self.previews or self.dicom != "none"
 
 
-def settings_of(screener: Screener, studies_root: Path, outputs: Outputs) -> dict[str, Any]:
+def settings_of(screener: Screens, studies_root: Path, outputs: Outputs) -> dict[str, Any]:
     """Everything a row depends on; a journal is reused only when all of it is equal."""
     from .engine import sha256_file
 
@@ -74,8 +93,8 @@ def settings_of(screener: Screener, studies_root: Path, outputs: Outputs) -> dic
         "engine_sha256": sha256_file(screener.engine.path),
         "threshold": screener.threshold,
         "backend": screener.backend,
-        "device": screener.scorer.recon.device,
-        "precision": screener.scorer.recon.precision,
+        "device": screener.device,
+        "precision": screener.precision,
         "studies_root": str(Path(studies_root).resolve()),
         "save_maps": outputs.save_maps,
         "previews": outputs.previews,
@@ -96,7 +115,7 @@ def fingerprint(study: Study) -> str:
     return "\n".join(parts)
 
 
-def write_run_info(out: Path, screener: Screener, settings: dict[str, Any]) -> None:
+def write_run_info(out: Path, screener: Screens, settings: dict[str, Any]) -> None:
     """``run.json``: what the report header shows (engine, calibration, backend, threshold)."""
     from .engine import describe
 
@@ -116,7 +135,7 @@ def write_run_info(out: Path, screener: Screener, settings: dict[str, Any]) -> N
 def run(
     studies_root: str | Path,
     out: str | Path,
-    screener: Screener,
+    screener: Screens,
     *,
     workers: int = 2,
     resume: bool = True,
@@ -166,6 +185,9 @@ def run(
         try:
             keep = return_maps or outputs.any
             for i, r in screener.stream(todo, return_maps=keep, workers=workers):
+                if r.study in done:  # a repeat (a retried batch on a cluster): written once
+                    log.debug("%s: already written in this run; repeat dropped", r.study)
+                    continue
                 try:
                     _write_outputs(out, todo[i], r, screener, outputs)
                     row = r.row()
@@ -197,7 +219,7 @@ def _stopped(out: Path, err: OSError, n_done: int) -> RaSdkError:
     return OutputError(f"{out}: {err.strerror or os.strerror(err.errno or 0)} while writing outputs; {n_done} finished studies are kept in the journal; free space and run the same command again to resume")
 
 
-def _write_outputs(out: Path, study: Study, r: StudyResult, screener: Screener, outputs: Outputs) -> None:
+def _write_outputs(out: Path, study: Study, r: StudyResult, screener: Screens, outputs: Outputs) -> None:
     """Maps, previews and DICOM objects of one study, before its journal line (so a resumed
     run never misses them). A failing DICOM object becomes a note; a full disk stops the run."""
     from .report.previews import save_maps, write_preview

@@ -28,7 +28,7 @@ import numpy as np
 from .engine import Engine, read_engine
 from .errors import ConfigError, RaSdkError, ReadError
 from .io import Study, read_study, study_for_path
-from .preprocess import modality_note, prepare_stack
+from .preprocess import Preset, modality_note, prepare_stack
 from .results import StudyResult
 from .scorer import Scorer
 from .scoring import study_score
@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """One study decoded and preprocessed for a preset, ready for the engine (or its error)."""
+
     study: Study | None
     sid: str
     paths: list[str]
@@ -55,6 +57,58 @@ def one_line(text: str, limit: int = 500) -> str:
     """A reason as one line: whitespace (newlines included) collapsed, length capped."""
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def prepare(item: Any, preset: Preset, index: int = 0, *, max_bytes: int) -> Prepared:
+    """Decode and preprocess one item (path, Study or array) for ``preset``; needs no
+    engine, so it runs wherever the data is (a decode thread, a Ray task). Never raises
+    for bad input: whatever a reader raises becomes the item's error, in one line.
+    ``max_bytes``: the study's decode budget, checked from headers before decoding."""
+    t = time.perf_counter()
+    if isinstance(item, np.ndarray):
+        p = Prepared(None, f"array-{index}", [])
+        try:
+            arr = np.asarray(item, np.float32)
+            if arr.ndim == 2:
+                arr = arr[None]
+            if arr.ndim != 3 or min(arr.shape) < 1:
+                raise ValueError(f"expected a (H, W) or (N, H, W) array, got shape {item.shape}")
+            stack = prepare_stack(arr, preset, where=p.sid)
+            p.images, p.slice_index, p.boxes = stack.images, stack.indices, stack.boxes
+            p.notes += stack.notes
+        except ReadError as err:
+            p.error, p.error_kind = err.reason, err.kind
+        except (ValueError, TypeError) as err:
+            p.error, p.error_kind = str(err), "bad-array"
+    else:
+        if isinstance(item, Study):
+            p = Prepared(item, item.id, [str(x) for x in item.paths])
+        else:
+            p = Prepared(None, Path(item).name, [str(item)])
+        try:
+            study = p.study or study_for_path(item)
+            sl = read_study(study, apply_voi=preset.apply_voi, max_bytes=max_bytes)
+            p.notes = list(sl.notes)
+            p.headers = sl.meta.get("headers")
+            mismatch = modality_note(sl.meta.get("Modality"), study.kind, preset)
+            if mismatch:
+                p.notes.append(mismatch)
+            stack = prepare_stack(sl.pixels, preset, where=p.paths[0] if p.paths else p.sid)
+            p.images, p.slice_index, p.boxes = stack.images, stack.indices, stack.boxes
+            p.notes += stack.notes
+        except ReadError as err:
+            p.error, p.error_kind = str(err), err.kind
+        except RaSdkError as err:
+            p.error, p.error_kind = str(err), "error"
+        except Exception as err:
+            where = p.paths[0] if p.paths else p.sid
+            p.error, p.error_kind = f"{where}: {type(err).__name__}: {err}", "unreadable"
+            log.debug("reader failure on %s", where, exc_info=True)
+    if p.error is not None:
+        p.error = one_line(p.error)
+        p.images = p.slice_index = None
+    p.decode_s = time.perf_counter() - t
+    return p
 
 
 class Screener:
@@ -91,62 +145,24 @@ class Screener:
         return self.scorer.recon.name
 
     @property
+    def device(self) -> str:
+        return self.scorer.recon.device
+
+    @property
+    def precision(self) -> str:
+        return self.scorer.recon.precision
+
+    @property
     def calibrated(self) -> bool:
         return self.engine.meta.calibration is not None
 
     # ------------------------------------------------------------ preparation
-    def prepare(self, item: Any, index: int = 0, *, max_bytes: int | None = None) -> _Prepared:
-        """Decode and preprocess one item (path, Study or array). Never raises for bad
-        input: whatever a reader raises becomes the item's error, in one line.
-        ``max_bytes``: the study's decode budget (default: the whole memory budget)."""
-        t = time.perf_counter()
-        if isinstance(item, np.ndarray):
-            p = _Prepared(None, f"array-{index}", [])
-            try:
-                arr = np.asarray(item, np.float32)
-                if arr.ndim == 2:
-                    arr = arr[None]
-                if arr.ndim != 3 or min(arr.shape) < 1:
-                    raise ValueError(f"expected a (H, W) or (N, H, W) array, got shape {item.shape}")
-                stack = prepare_stack(arr, self.preset, where=p.sid)
-                p.images, p.slice_index, p.boxes = stack.images, stack.indices, stack.boxes
-                p.notes += stack.notes
-            except ReadError as err:
-                p.error, p.error_kind = err.reason, err.kind
-            except (ValueError, TypeError) as err:
-                p.error, p.error_kind = str(err), "bad-array"
-        else:
-            if isinstance(item, Study):
-                p = _Prepared(item, item.id, [str(x) for x in item.paths])
-            else:
-                p = _Prepared(None, Path(item).name, [str(item)])
-            try:
-                study = p.study or study_for_path(item)
-                sl = read_study(study, apply_voi=self.preset.apply_voi, max_bytes=max_bytes or self.memory_budget)
-                p.notes = list(sl.notes)
-                p.headers = sl.meta.get("headers")
-                mismatch = modality_note(sl.meta.get("Modality"), study.kind, self.preset)
-                if mismatch:
-                    p.notes.append(mismatch)
-                stack = prepare_stack(sl.pixels, self.preset, where=p.paths[0] if p.paths else p.sid)
-                p.images, p.slice_index, p.boxes = stack.images, stack.indices, stack.boxes
-                p.notes += stack.notes
-            except ReadError as err:
-                p.error, p.error_kind = str(err), err.kind
-            except RaSdkError as err:
-                p.error, p.error_kind = str(err), "error"
-            except Exception as err:
-                where = p.paths[0] if p.paths else p.sid
-                p.error, p.error_kind = f"{where}: {type(err).__name__}: {err}", "unreadable"
-                log.debug("reader failure on %s", where, exc_info=True)
-        if p.error is not None:
-            p.error = one_line(p.error)
-            p.images = p.slice_index = None
-        p.decode_s = time.perf_counter() - t
-        return p
+    def prepare(self, item: Any, index: int = 0, *, max_bytes: int | None = None) -> Prepared:
+        """Decode and preprocess one item for this engine's preset (:func:`prepare`)."""
+        return prepare(item, self.preset, index, max_bytes=max_bytes or self.memory_budget)
 
     # --------------------------------------------------------------- scoring
-    def _finish(self, p: _Prepared, scores: np.ndarray | None, maps: np.ndarray | None, recons: np.ndarray | None, keep: bool, infer_s: float) -> StudyResult:
+    def _finish(self, p: Prepared, scores: np.ndarray | None, maps: np.ndarray | None, recons: np.ndarray | None, keep: bool, infer_s: float) -> StudyResult:
         r = StudyResult(p.sid, p.paths, notes=p.notes, timings={"decode_s": p.decode_s, "score_s": infer_s})
         if p.error is not None or scores is None or p.images is None or p.slice_index is None:
             r.error, r.error_kind = p.error or "no image", p.error_kind or "error"
@@ -181,7 +197,7 @@ class Screener:
         window = window or max(4 * workers, 2 * self.batch_size)
         share = study_budget(self.memory_budget, workers)
         pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ra-sdk-decode")
-        pending: deque[tuple[int, Future[_Prepared]]] = deque()
+        pending: deque[tuple[int, Future[Prepared]]] = deque()
         it = iter(enumerate(items))
 
         def refill() -> None:
@@ -192,47 +208,63 @@ class Screener:
                     return
                 pending.append((i, pool.submit(self.prepare, item, i, max_bytes=share)))
 
+        def decoded() -> Iterator[tuple[int, Prepared]]:
+            refill()
+            while pending:
+                i, fut = pending.popleft()
+                p = fut.result()
+                refill()
+                yield i, p
+
+        try:
+            yield from self.score_prepared(decoded(), return_maps=return_maps)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def score_prepared(self, prepared: Iterable[tuple[int, Prepared]], *, return_maps: bool = False) -> Iterator[tuple[int, StudyResult]]:
+        """Score decoded studies (from :meth:`prepare`, here or in another process), slices
+        batched across studies; yields (index, result) as studies finish."""
+        source = iter(prepared)
+        exhausted = False
         # Slices waiting for the engine, and per-study accumulators.
         queue: list[tuple[int, int]] = []  # (study slot, slice number)
         slots: dict[int, dict[str, Any]] = {}
-        try:
-            refill()
-            while pending or queue:
-                # Take decoded studies in order until a batch is full (or nothing is left).
-                while pending and len(queue) < self.batch_size:
-                    i, fut = pending.popleft()
-                    p = fut.result()
-                    refill()
-                    if p.error is not None or p.images is None or len(p.images) == 0:
-                        yield i, self._finish(p, None, None, None, False, 0.0)
-                        continue
-                    n = len(p.images)
-                    slots[i] = {"p": p, "scores": np.empty(n), "maps": [None] * n, "recons": [None] * n, "left": n, "t": 0.0}
-                    queue.extend((i, k) for k in range(n))
-                if not queue:
+        while not exhausted or queue:
+            # Take decoded studies in order until a batch is full (or nothing is left).
+            while not exhausted and len(queue) < self.batch_size:
+                try:
+                    i, p = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                if p.error is not None or p.images is None or len(p.images) == 0:
+                    yield i, self._finish(p, None, None, None, False, 0.0)
                     continue
-                batch, queue = queue[: self.batch_size], queue[self.batch_size :]
-                x = np.stack([slots[i]["p"].images[k] for i, k in batch])
-                t = time.perf_counter()
-                maps, scores, recons = self.scorer.score(x, maps=return_maps, recons=return_maps)
-                dt = (time.perf_counter() - t) / len(batch)
-                done = []
-                for j, (i, k) in enumerate(batch):
-                    sl = slots[i]
-                    sl["scores"][k] = scores[j]
-                    if maps is not None and recons is not None:
-                        sl["maps"][k], sl["recons"][k] = maps[j], recons[j]
-                    sl["t"] += dt
-                    sl["left"] -= 1
-                    if sl["left"] == 0:
-                        done.append(i)
-                for i in done:
-                    sl = slots.pop(i)
-                    m = np.stack(sl["maps"]) if return_maps else None
-                    rc = np.stack(sl["recons"]) if return_maps else None
-                    yield i, self._finish(sl["p"], sl["scores"], m, rc, return_maps, sl["t"])
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+                n = len(p.images)
+                slots[i] = {"p": p, "scores": np.empty(n), "maps": [None] * n, "recons": [None] * n, "left": n, "t": 0.0}
+                queue.extend((i, k) for k in range(n))
+            if not queue:
+                continue
+            batch, queue = queue[: self.batch_size], queue[self.batch_size :]
+            x = np.stack([slots[i]["p"].images[k] for i, k in batch])
+            t = time.perf_counter()
+            maps, scores, recons = self.scorer.score(x, maps=return_maps, recons=return_maps)
+            dt = (time.perf_counter() - t) / len(batch)
+            done = []
+            for j, (i, k) in enumerate(batch):
+                sl = slots[i]
+                sl["scores"][k] = scores[j]
+                if maps is not None and recons is not None:
+                    sl["maps"][k], sl["recons"][k] = maps[j], recons[j]
+                sl["t"] += dt
+                sl["left"] -= 1
+                if sl["left"] == 0:
+                    done.append(i)
+            for i in done:
+                sl = slots.pop(i)
+                m = np.stack(sl["maps"]) if return_maps else None
+                rc = np.stack(sl["recons"]) if return_maps else None
+                yield i, self._finish(sl["p"], sl["scores"], m, rc, return_maps, sl["t"])
 
     def close(self) -> None:
         self.scorer.close()

@@ -348,8 +348,8 @@ def test_a_full_disk_stops_cleanly_and_the_rerun_completes(tmp_path, home):
     assert r.returncode == 0 and f"{done} already done" in r.stdout, r.stdout + r.stderr
     got, ref = rows_of(out), rows_of(fresh)
     assert got.keys() == ref.keys()
-    for k in ref:  # scores agree to the documented batch tolerance (rtol 1e-6)
-        assert float(got[k]["score"]) == pytest.approx(float(ref[k]["score"]), rel=1e-6), k
+    for k in ref:  # a score does not depend on its batch: the same to the last digit
+        assert got[k]["score"] == ref[k]["score"], k
         assert got[k]["flagged"] == ref[k]["flagged"]
 
 

@@ -276,3 +276,24 @@ def test_research_pipeline_of_the_benchmark_computes_the_product_score(tmp_path)
     with Scorer(eng, backend="onnxruntime", device="cpu", precision="fp32") as sc:
         _, got, _ = sc.score(imgs, maps=False, recons=False)
     np.testing.assert_allclose(got, expected, rtol=1e-3)
+
+
+def test_a_score_does_not_depend_on_its_batch():
+    """A study's score must not depend on how many studies share its batch, or which: a
+    resumed run and a Ray run batch differently from an uninterrupted local one. Exact on
+    the CPU path (OpenCV's 1-, 3- and 4-channel resize code once broke it in the last bits)."""
+    from ra_sdk.data import DEMO_ENGINE
+    from ra_sdk.data.augment import normal_batch
+    from ra_sdk.engine import read_engine
+    from ra_sdk.scorer import Scorer
+
+    x = normal_batch("test", 40, start=0).astype(np.float32)
+    eng = read_engine(DEMO_ENGINE)
+    for precision in ("fp32", "int8"):
+        with Scorer(eng, backend="onnxruntime", device="cpu", precision=precision, batch_size=64) as sc:
+            _, ref, _ = sc.score(x[:33], maps=False, recons=False)
+            for n in (1, 2, 3, 4, 5, 8, 17, 32):
+                _, got, _ = sc.score(x[:n], maps=False, recons=False)
+                assert np.array_equal(got, ref[:n]), (precision, n)
+            _, got, _ = sc.score(x[3:33], maps=False, recons=False)
+            assert np.array_equal(got, ref[3:33]), precision

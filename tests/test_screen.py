@@ -206,11 +206,9 @@ def test_killed_run_resumes_to_the_same_results(tmp_path, normal_images):
     full = list(csv.DictReader(open(tmp_path / "full" / "results.csv")))
     resumed = list(csv.DictReader(open(out / "results.csv")))
     assert len(resumed) == 60
-    # ONNX Runtime's arithmetic depends slightly on the batch a slice lands in (measured: at
-    # most 2.7e-8 relative); a resume after a kill regroups batches, so scores agree to the
-    # documented tolerance of rtol 1e-6, and rows, order and flags exactly
-    assert [(r["study"], r["flagged"]) for r in resumed] == [(r["study"], r["flagged"]) for r in full]
-    np.testing.assert_allclose([float(r["score"]) for r in resumed], [float(r["score"]) for r in full], rtol=1e-6)
+    # a resume after a kill regroups batches; a score does not depend on its batch, so the
+    # rows are the same to the last digit
+    assert [(r["study"], r["score"], r["flagged"]) for r in resumed] == [(r["study"], r["score"], r["flagged"]) for r in full]
 
 
 def test_demo_command_prints_the_table(tmp_path):

@@ -3,6 +3,7 @@ stays here, at the edge: the library reports through callbacks), output-folder c
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +35,25 @@ class Bar:
         self.desc, self.unit, self.enabled = desc, unit, enabled
         self.bar: Any = None
         self.failed = 0
+        self.images = 0
+        self.t0 = 0.0
 
     def start(self, total: int, initial: int = 0) -> None:
         from tqdm import tqdm
 
+        self.t0 = time.perf_counter()
         # enabled None: a bar on a terminal only (tqdm's disable=None), quiet logs otherwise
         self.bar = tqdm(total=total, initial=initial, desc=self.desc, unit=self.unit, disable=True if self.enabled is False else (None if self.enabled is None else False))
 
     def result(self, r: Any) -> None:
         if self.bar is None:
             return
+        self.images += getattr(r, "n_slices", 0) or 0
         if getattr(r, "error", None):
             self.failed += 1
-            self.bar.set_postfix(failed=self.failed, refresh=False)
+        if self.images:
+            elapsed = time.perf_counter() - self.t0
+            self.bar.set_postfix_str(f"{self.images / max(elapsed, 1e-9):.1f} images/s, {self.failed} failed", refresh=False)
         self.bar.update(1)
 
     def progress(self, done: int, total: int) -> None:

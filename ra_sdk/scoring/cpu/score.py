@@ -126,7 +126,10 @@ def upsample_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """torch.nn.functional.interpolate(x, size, mode='bilinear', align_corners=False) of (B, h, w).
 
     OpenCV's INTER_LINEAR uses the same half-pixel mapping and edge clamping for float
-    input (tests check it against torch); the batch travels as image channels.
+    input (tests check it against torch). One image per call: OpenCV has its own code for
+    1, 3 and 4 channels, so passing the batch as channels made an image's map depend, in
+    its last bits, on how many images shared its batch (a study's score must not depend on
+    its neighbours; tests/test_scoring.py checks that bit for bit).
     """
     import cv2
 
@@ -134,10 +137,8 @@ def upsample_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (h, w) == tuple(size):
         return x.astype(np.float32, copy=False)
     out = np.empty((x.shape[0], size[0], size[1]), np.float32)
-    for i in range(0, x.shape[0], 512):  # OpenCV takes at most 512 channels
-        chunk = np.ascontiguousarray(x[i : i + 512].transpose(1, 2, 0), dtype=np.float32)
-        r = cv2.resize(chunk, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-        out[i : i + 512] = r.reshape(size[0], size[1], -1).transpose(2, 0, 1)
+    for i in range(x.shape[0]):
+        out[i] = cv2.resize(np.ascontiguousarray(x[i], dtype=np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
     return out
 
 
