@@ -24,6 +24,7 @@ batch is done, and the driver writes each study once (a repeat is dropped).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -155,7 +156,8 @@ class RayScreener:
             Ray's object store: the workers need not see the file).
         actors: scoring actors in the pool.
         gpus_per_actor / cpus_per_actor: Ray resources of each actor (fractions allowed).
-        studies_per_task: studies per decode task and per actor call.
+        studies_per_task: studies per decode task and per actor call (default 32: on 2 CPUs
+            8 gave 40 images/s, 32 gave 61, 64 and 128 57-59, with 2 actors).
         counter: optional Ray actor handle with an ``add(study_ids, worker)`` method, told
             every study an actor scored and where (``worker``: its pid and Ray node id), for
             audits and tests.
@@ -164,7 +166,7 @@ class RayScreener:
 
     def __init__(self, engine: str | Path | Engine | None = None, *, backend: str = "auto", device: str = "auto", precision: str = "auto",
                  batch_size: int = 32, threshold: float | None = None, memory_budget_mb: int | None = None,
-                 actors: int = 1, gpus_per_actor: float = 0.0, cpus_per_actor: float = 1.0, studies_per_task: int = 8, counter: Any = None):
+                 actors: int = 1, gpus_per_actor: float = 0.0, cpus_per_actor: float = 1.0, studies_per_task: int = 32, counter: Any = None):
         from .data import DEMO_ENGINE
         from .io.limits import DEFAULT_BUDGET_BYTES
 
@@ -196,8 +198,10 @@ class RayScreener:
         if got["ra_sdk"] != __version__:
             raise RaSdkError(f"Ray: the workers run ra-sdk {got['ra_sdk']}, this driver {__version__}; install the same version on every node")
         self.backend, self.device, self.precision, self.batch_size = got["backend"], got["device"], got["precision"], got["batch_size"]
-        # Each actor asks for what the probe resolved, so every actor scores alike.
-        self._options = {"backend": self.backend, "device": self.device, "precision": self.precision, "batch_size": batch_size, "threshold": self.threshold}
+        # Each actor asks for what the probe resolved, so every actor scores alike; on a CPU
+        # it computes with as many threads as the CPUs Ray gave it (rounded up).
+        threads = 0 if self.device != "cpu" else max(1, math.ceil(cpus_per_actor))
+        self._options = {"backend": self.backend, "device": self.device, "precision": self.precision, "batch_size": batch_size, "threshold": self.threshold, "threads": threads}
 
     @property
     def calibrated(self) -> bool:

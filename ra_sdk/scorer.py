@@ -23,11 +23,11 @@ class Scorer:
     """Runs the recon network (and the features network when the score needs it) and the
     score of the engine's scoring config."""
 
-    def __init__(self, engine: Engine, *, backend: str = "auto", device: str = "auto", precision: str = "fp32", batch_size: int = 32):
-        recon = make_runner(engine, backend=backend, device=device, precision=precision)
+    def __init__(self, engine: Engine, *, backend: str = "auto", device: str = "auto", precision: str = "fp32", batch_size: int = 32, threads: int = 0):
+        recon = make_runner(engine, backend=backend, device=device, precision=precision, threads=threads)
         features = None
         if engine.meta.score.perceptual == "features":
-            features = make_runner(engine, backend=recon.name, device=recon.device, network="features", precision=recon.precision)
+            features = make_runner(engine, backend=recon.name, device=recon.device, network="features", precision=recon.precision, threads=threads)
         self._setup(engine.meta.score, recon, features, batch_size)
         self.engine: Engine | None = engine
 

@@ -118,11 +118,12 @@ class Screener:
     at construction; holds no per-study state between calls.
     """
 
-    def __init__(self, engine: str | Path | Engine | None = None, *, backend: str = "auto", device: str = "auto", batch_size: int = 32, threshold: float | None = None, precision: str = "auto", memory_budget_mb: int | None = None):
+    def __init__(self, engine: str | Path | Engine | None = None, *, backend: str = "auto", device: str = "auto", batch_size: int = 32, threshold: float | None = None, precision: str = "auto", memory_budget_mb: int | None = None, threads: int = 0):
         """``precision``: "auto" (int8 on a VNNI CPU where the engine's int8 networks passed
         their fidelity bar, else fp32), "fp32", "fp16" or "int8". ``memory_budget_mb``:
         decoded pixels the decode threads may hold together (default 4096); a study above
-        its share (budget / workers) is refused before decoding."""
+        its share (budget / workers) is refused before decoding. ``threads``: ONNX Runtime
+        threads per network (0: one per core)."""
         from .data import DEMO_ENGINE
         from .io.limits import DEFAULT_BUDGET_BYTES
 
@@ -135,7 +136,7 @@ class Screener:
         self.preset = self.engine.meta.preset
         cal = self.engine.meta.calibration
         self.threshold = threshold if threshold is not None else (cal.threshold if cal else None)
-        self.scorer = Scorer(self.engine, backend=backend, device=device, precision=precision, batch_size=batch_size)
+        self.scorer = Scorer(self.engine, backend=backend, device=device, precision=precision, batch_size=batch_size, threads=threads)
         self.batch_size = self.scorer.batch_size
         size = self.preset.size
         self.scorer.score(np.zeros((1, size, size), np.float32), maps=False, recons=False)  # warm-up: sessions, kernels, graphs

@@ -76,10 +76,11 @@ def resolve_precision(engine: Engine, backend: str, device: str, precision: str)
     return "int8" if backend == "onnxruntime" and device == "cpu" and cpu_int8_dot() and int8_ready(engine) else "fp32"
 
 
-def make_runner(engine: Engine, *, backend: str = "auto", device: str = "auto", network: str = "recon", precision: str = "fp32") -> Runner:
+def make_runner(engine: Engine, *, backend: str = "auto", device: str = "auto", network: str = "recon", precision: str = "fp32", threads: int = 0) -> Runner:
     """The runner for ``engine``; "auto" picks tensorrt for .plan files, else torch on a GPU
     (the engine's weights rebuild the network), else onnxruntime; precision "auto" as
-    :func:`resolve_precision` says."""
+    :func:`resolve_precision` says. ``threads``: ONNX Runtime's intra-op threads (0: one
+    per core); the other backends ignore it."""
     dev = resolve_device(device)
     if backend == "auto":
         if engine.meta.kind == "tensorrt":
@@ -91,6 +92,8 @@ def make_runner(engine: Engine, *, backend: str = "auto", device: str = "auto", 
     cls = runner_class(backend)
     precision = resolve_precision(engine, backend, dev, precision)
     log.info("backend %s on %s for %s (%s)", backend, dev, network, precision)
+    if backend == "onnxruntime" and threads:
+        return cls(engine, network=network, device=dev, precision=precision, threads=threads)  # type: ignore[call-arg]
     return cls(engine, network=network, device=dev, precision=precision)
 
 
