@@ -237,7 +237,7 @@ class RayScreener:
         rows = [{"i": i, "item": item} for i, item in enumerate(items)]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), -(-len(rows) // self.per_task))))
         ds = ds.map_batches(_decode, batch_size=self.per_task, fn_kwargs={"preset": self.preset, "max_bytes": study_budget(self.memory_budget, workers)},
-                            num_cpus=1, concurrency=max(1, workers))
+                            num_cpus=1, compute=ray.data.TaskPoolStrategy(size=max(1, workers)))
         ds = ds.map_batches(
             _ScoreActor,
             batch_size=self.per_task,
