@@ -35,6 +35,7 @@ EXTRAS = {
     "train": ["torch>=2.2", "onnx>=1.15", "safetensors>=0.4"],
     "dicom": ["highdicom>=0.22"],  # DICOM Secondary Capture + SEG outputs
     "ray": ["ray[data]==2.60.0"],  # screen --ray: Ray Data tasks + actor pool (pinned: tested release)
+    "node": ["pynetdicom>=3.0,<4", "highdicom>=0.22"],  # ra-sdk listen: DICOM node (C-STORE SCP/SCU)
     "dev": [
         "pytest>=7",
         "ruff>=0.5",
@@ -67,6 +68,7 @@ setup(
         "ra_sdk.export",
         "ra_sdk.train",
         "ra_sdk.kernels",
+        "ra_sdk.node",
     ],
     package_dir={
         "ra_sdk": "ra_sdk",

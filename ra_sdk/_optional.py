@@ -20,6 +20,7 @@ EXTRA_OF = {
     "scipy": ("scipy", "dev"),
     "highdicom": ("highdicom", "dicom"),
     "ray": ("ray[data]", "ray"),
+    "pynetdicom": ("pynetdicom", "node"),
 }
 
 

@@ -15,6 +15,7 @@ resume, is :mod:`ra_sdk.run`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -136,6 +137,7 @@ class Screener:
         self.preset = self.engine.meta.preset
         cal = self.engine.meta.calibration
         self.threshold = threshold if threshold is not None else (cal.threshold if cal else None)
+        self._local = threading.local()
         self.scorer = Scorer(self.engine, backend=backend, device=device, precision=precision, batch_size=batch_size, threads=threads)
         self.batch_size = self.scorer.batch_size
         size = self.preset.size
@@ -179,8 +181,20 @@ class Screener:
         return r
 
     def screen_one(self, image: np.ndarray, *, return_maps: bool = False) -> StudyResult:
-        """The low-latency path: one 2-D image (or a small stack) in, one result out."""
-        return self.screen([image], return_maps=return_maps)[0]
+        """The low-latency path: one 2-D image (or a small stack) in, one result out.
+
+        Runs in the calling thread (no thread pool, nothing started per call), reuses this
+        thread's input buffer, and is safe to call from several threads at once (each
+        thread has its own buffer; the runners serialise engine calls)."""
+        p = prepare(image, self.preset, 0, max_bytes=self.memory_budget)
+        return next(self.score_prepared([(0, p)], return_maps=return_maps))[1]
+
+    def _input_buffer(self, n: int, shape: tuple[int, ...]) -> np.ndarray:
+        """This thread's (n, H, W) float32 input buffer, allocated once per thread and shape."""
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.shape[0] < n or buf.shape[1:] != shape:
+            buf = self._local.buf = np.empty((max(n, self.batch_size), *shape), np.float32)
+        return buf[:n]
 
     def screen(self, items: Sequence[Any] | Iterable[Any], *, return_maps: bool = False, workers: int = 2) -> list[StudyResult]:
         """Screen paths, Studies or arrays; one result per item, in order."""
@@ -247,7 +261,9 @@ class Screener:
             if not queue:
                 continue
             batch, queue = queue[: self.batch_size], queue[self.batch_size :]
-            x = np.stack([slots[i]["p"].images[k] for i, k in batch])
+            x = self._input_buffer(len(batch), slots[batch[0][0]]["p"].images.shape[1:])
+            for j, (i, k) in enumerate(batch):
+                x[j] = slots[i]["p"].images[k]
             t = time.perf_counter()
             maps, scores, recons = self.scorer.score(x, maps=return_maps, recons=return_maps)
             dt = (time.perf_counter() - t) / len(batch)

@@ -13,7 +13,7 @@ import click
 
 from .._version import __version__
 from ..errors import RaSdkError
-from . import data, model, screen
+from . import data, model, node, screen
 from ._common import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL
 
 log = logging.getLogger("ra_sdk")
@@ -82,6 +82,6 @@ def read_cmd(path: Path) -> None:
 for _command in (
     screen.screen_cmd, screen.report_cmd, screen.demo_cmd,
     model.train_cmd, model.evaluate_cmd, model.bench_cmd, model.export_cmd, model.build_cmd, model.calibrate_cmd, model.inspect_cmd,
-    data.data,
+    data.data, node.listen_cmd,
 ):
     main.add_command(_command)

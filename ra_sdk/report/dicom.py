@@ -75,6 +75,7 @@ def write_study_outputs(
     percentile: float | None = None,
     apply_voi: bool = True,
     boxes: list[Any] | None = None,
+    uid_seed: str | None = None,
 ) -> list[Path]:
     """Write ``sc.dcm`` and ``seg.dcm`` for one screened DICOM study into ``out_dir``.
 
@@ -88,6 +89,8 @@ def write_study_outputs(
         pixel_threshold: the engine's pixel operating point; the SEG marks map > it.
         boxes: each screened slice's crop box on its source image (presets that crop
             uniform borders); the map lies inside it, zero outside.
+        uid_seed: derive the new series and instance UIDs from this (the same seed gives
+            the same UIDs); random when None.
     Returns:
         The files written. Raises :class:`DicomOutputError` with a one-line reason.
     """
@@ -95,7 +98,7 @@ def write_study_outputs(
         raise DicomOutputError("no DICOM headers were kept for this study")
     paths = [Path(str(h.filename)) for h in headers]
     try:
-        return _write(paths, headers, maps, slices, max_slice, preset, pixel_threshold, Path(out_dir), score, percentile, apply_voi, boxes)
+        return _write(paths, headers, maps, slices, max_slice, preset, pixel_threshold, Path(out_dir), score, percentile, apply_voi, boxes, uid_seed)
     except OSError as err:
         if err.errno in _FULL:
             raise  # a full disk stops the run; it is not one study's problem
@@ -105,7 +108,7 @@ def write_study_outputs(
         raise DicomOutputError(f"{paths[0]}: {type(err).__name__}: {first}") from None
 
 
-def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.ndarray, max_slice: int, preset: Preset, pixel_threshold: float, out_dir: Path, score: float | None, percentile: float | None, apply_voi: bool, boxes: list[Any] | None) -> list[Path]:
+def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.ndarray, max_slice: int, preset: Preset, pixel_threshold: float, out_dir: Path, score: float | None, percentile: float | None, apply_voi: bool, boxes: list[Any] | None, uid_seed: str | None = None) -> list[Path]:
     hd = require("highdicom", "DICOM outputs")
     from pydicom.sr.codedict import codes
 
@@ -145,9 +148,9 @@ def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.n
         photometric_interpretation="RGB",
         bits_allocated=8,
         coordinate_system="PATIENT",
-        series_instance_uid=new_uid(),
+        series_instance_uid=new_uid(uid_seed, "sc-series"),
         series_number=SC_SERIES_NUMBER,
-        sop_instance_uid=new_uid(),
+        sop_instance_uid=new_uid(uid_seed, "sc"),
         instance_number=1,
         manufacturer="ra-sdk",
         patient_orientation=patient_orientation(ref),
@@ -197,9 +200,9 @@ def _write(paths: list[Path], headers: list[Any], maps: np.ndarray, slices: np.n
         pixel_array=mask.astype(np.uint8),
         segmentation_type="BINARY",
         segment_descriptions=[segment],
-        series_instance_uid=new_uid(),
+        series_instance_uid=new_uid(uid_seed, "seg-series"),
         series_number=SEG_SERIES_NUMBER,
-        sop_instance_uid=new_uid(),
+        sop_instance_uid=new_uid(uid_seed, "seg"),
         instance_number=1,
         manufacturer="ra-sdk",
         manufacturer_model_name="ra-sdk",

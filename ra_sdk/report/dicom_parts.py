@@ -12,10 +12,17 @@ import numpy as np
 from ..errors import DicomOutputError
 
 
-def new_uid() -> str:
-    from pydicom.uid import generate_uid
+def new_uid(seed: str | None = None, what: str = "") -> str:
+    """A new UID under 2.25 (a UUID as an integer: no registered root needed); random, or
+    derived from ``seed`` and ``what`` so that the same study screened the same way gives
+    the same UIDs (a DICOM node that sends an object again sends the same instance)."""
+    if seed is None:
+        from pydicom.uid import generate_uid
 
-    return str(generate_uid(prefix=None))  # 2.25.<uuid>: no registered root needed
+        return str(generate_uid(prefix=None))
+    import hashlib
+
+    return "2.25." + str(int(hashlib.sha256(f"{seed}|{what}".encode()).hexdigest()[:32], 16))
 
 
 #: patient direction of +x, +y, +z (DICOM LPS) and of their negatives
