@@ -38,7 +38,7 @@ from ra_sdk.node import Destination, Node, NodeConfig  # noqa: E402
 from ra_sdk.screen import Screener  # noqa: E402
 
 pytestmark = pytest.mark.slow
-MR, CT = "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
 EXPLICIT = "1.2.840.10008.1.2.1"
 
 
@@ -301,3 +301,45 @@ def test_refusals_answer_with_the_right_status_and_the_node_keeps_answering(tmp_
         wait_for(lambda: [r["study"] for r in rows_of(out)] == ["1.2.826.0.1.32"], what="the good study's row")
     assert not (out / "spool" / "1.2.826.0.1.31").exists()
     shutil.rmtree(out)
+
+
+def _certs(folder: Path) -> dict[str, Path]:
+    """A CA, a server and a client certificate (openssl)."""
+    exe = shutil.which("openssl")
+    if exe is None:
+        pytest.skip("openssl is not installed")
+    folder.mkdir()
+    run = lambda *a: subprocess.run([exe, *a], cwd=folder, check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ra-sdk test CA")
+    for name in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", "/CN=localhost")
+        (folder / f"{name}.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    return {k: folder / k for k in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+def test_tls_with_client_certificates(tmp_path, screener):
+    """--tls-cert/--tls-key/--tls-ca: a client with a certificate from the CA stores; one
+    without a certificate never gets an association."""
+    import ssl
+
+    c = _certs(tmp_path / "certs")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(c["server.pem"], c["server.key"])
+    server.load_verify_locations(c["ca.pem"])
+    server.verify_mode = ssl.CERT_REQUIRED
+    good = series(tmp_path / "src", "1.2.826.0.1.41", 1)
+    with Node(NodeConfig(out=tmp_path / "out", port=0, study_idle=0.2, ssl_context=server), screener) as node:
+        for with_cert in (True, False):
+            client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(c["ca.pem"]))
+            if with_cert:
+                client.load_cert_chain(c["client.pem"], c["client.key"])
+            ae = AE(ae_title="TLSSCU")
+            ae.add_requested_context(MR, [EXPLICIT])
+            assoc = ae.associate("127.0.0.1", node.port, ae_title="RASDK", tls_args=(client, "localhost"))
+            if with_cert:
+                assert assoc.is_established and int(assoc.send_c_store(dcmread(good[0])).Status) == 0
+                assoc.release()
+            else:
+                assert not assoc.is_established
+        wait_for(lambda: [r["study"] for r in rows_of(tmp_path / "out")] == ["1.2.826.0.1.41"], what="the TLS study's row")

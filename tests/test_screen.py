@@ -218,3 +218,29 @@ def test_demo_command_prints_the_table(tmp_path):
         assert t in r.output
     assert "images/s" in r.output and (tmp_path / "d" / "results" / "results.csv").exists()
     assert (tmp_path / "d" / "results" / "report.html").exists() and "report.html" in r.output
+
+
+def test_screen_one_runs_in_the_calling_thread_reuses_its_buffer_and_is_thread_safe(monkeypatch):
+    """The low-latency path: no thread pool per call, one input buffer per thread, and
+    several threads at once get exactly the scores they get alone (and that a batch gives)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ra_sdk.data.augment import normal_batch
+    from ra_sdk.screen import Screener
+
+    imgs = normal_batch("test", 8, start=0)
+    with Screener(backend="onnxruntime", device="cpu") as s:
+        batch = [r.score for r in s.screen(list(imgs))]
+        with monkeypatch.context() as m:
+            def no_pool(*a, **k):
+                raise AssertionError("screen_one started a thread pool")
+
+            m.setattr("ra_sdk.screen.ThreadPoolExecutor", no_pool)
+            before = set(threading.enumerate())
+            alone = [s.screen_one(x).score for x in imgs]
+            buffers = {id(s._input_buffer(1, imgs.shape[1:]).base) for _ in range(3)}
+            assert not set(threading.enumerate()) - before and len(buffers) == 1
+        assert alone == batch
+        with ThreadPoolExecutor(4) as ex:
+            together = list(ex.map(lambda i: s.screen_one(imgs[i % 8]).score, range(32)))
+        assert together == [alone[i % 8] for i in range(32)]

@@ -75,11 +75,11 @@ class Handlers:
     """C-ECHO, C-STORE and association bookkeeping, calling back into the node.
 
     ``store(study_uid, sop_uid, data, assoc_id)`` puts an instance in the spool (raises
-    OSError when it cannot); ``released(assoc_id, aborted)`` tells the node that an
-    association ended.
+    OSError when it cannot); ``released(assoc_id, aborted, peer)`` tells the node that an
+    association ended (``peer``: calling AE title and address).
     """
 
-    def __init__(self, store: Callable[[str, str, bytes, int], None], released: Callable[[int, bool], None], max_instance_bytes: int):
+    def __init__(self, store: Callable[[str, str, bytes, int], None], released: Callable[[int, bool, str], None], max_instance_bytes: int):
         self.store_cb, self.released_cb = store, released
         self.max_bytes = max_instance_bytes
         self.received: dict[int, int] = {}  # bytes received per association since its last C-STORE
@@ -95,7 +95,7 @@ class Handlers:
 
     def established(self, event: Any) -> None:
         a = event.assoc
-        log.info("association %d from %s (%s:%s)", id(a), a.requestor.ae_title, a.requestor.address, a.requestor.port)
+        log.debug("association %d from %s (%s:%s)", id(a), a.requestor.ae_title, a.requestor.address, a.requestor.port)
 
     def data(self, event: Any) -> None:
         """Raw PDUs as they arrive: an association whose pending dataset grows past twice
@@ -149,5 +149,6 @@ class Handlers:
         self._ended(event, aborted=True)
 
     def _ended(self, event: Any, *, aborted: bool) -> None:
-        self.received.pop(id(event.assoc), None)
-        self.released_cb(id(event.assoc), aborted)
+        a = event.assoc
+        self.received.pop(id(a), None)
+        self.released_cb(id(a), aborted, f"{a.requestor.ae_title} ({a.requestor.address}:{a.requestor.port})")

@@ -161,7 +161,7 @@ class Node:
             self._assoc_studies.setdefault(assoc, set()).add(study_uid)
             self._assoc_counts[assoc] = self._assoc_counts.get(assoc, 0) + 1
 
-    def _released(self, assoc: int, aborted: bool) -> None:
+    def _released(self, assoc: int, aborted: bool, peer: str) -> None:
         with self._cv:
             uids = self._assoc_studies.pop(assoc, set())
             n = self._assoc_counts.pop(assoc, 0)
@@ -169,7 +169,7 @@ class Node:
                 if uid in self._studies:
                     self._studies[uid].assocs.discard(assoc)
             self._cv.notify_all()
-        log.info("association %d %s: %d instances, %d studies", assoc, "aborted" if aborted else "released", n, len(uids))
+        log.info("association from %s %s: %d instances stored, studies %s", peer, "aborted" if aborted else "released", n, ", ".join(sorted(uids)) or "-")
 
     # ------------------------------------------------------------ screening
     def _next_ready(self) -> tuple[str, int] | None:
