@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 from benchmarks.common import machine, write_json
 
 ABLATIONS = {
@@ -29,10 +27,10 @@ ABLATIONS = {
 
 
 def main() -> None:
-    import torch
     from ra_sdk.train import load_model
 
     from ra_sdk.evaluation import evaluate, reconstruct_suite, summarise, synthetic_suite
+    from ra_sdk.network import numpy_functions
     from ra_sdk.scoring import ScoreConfig
 
     ap = argparse.ArgumentParser()
@@ -48,13 +46,7 @@ def main() -> None:
         name, path = spec.split("=", 1)
         net, cfg = load_model(path)
 
-        def recon(x: np.ndarray, net=net) -> np.ndarray:
-            with torch.no_grad():
-                return net.reconstruct(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
-
-        def feats(x: np.ndarray, net=net) -> list[np.ndarray]:
-            with torch.no_grad():
-                return [e.numpy() for e in net.embed(torch.from_numpy(np.ascontiguousarray(x)))]
+        recon, feats = numpy_functions(net)
 
         t = time.perf_counter()
         rec = reconstruct_suite(recon, suite)

@@ -18,11 +18,6 @@ import numpy as np
 from benchmarks.common import machine, write_json
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def run(bundle: Path, studies: Path, pairs: list[tuple[str, dict, dict]], out: Path | None = None, extra: dict | None = None) -> dict:
     from ra_sdk import metrics
     from ra_sdk.engine import read_engine
@@ -48,7 +43,7 @@ def run(bundle: Path, studies: Path, pairs: list[tuple[str, dict, dict]], out: P
         m_test, s_test = scored(str(test_kw), test_kw)
         row = {
             "reference": ref_kw, "test": test_kw,
-            "spearman": spearman(s_ref, s_test),
+            "spearman": metrics.spearman(s_ref, s_test),
             "flags_identical": bool(np.array_equal(s_ref > thr, s_test > thr)),
             "flag_disagreements": int(np.sum((s_ref > thr) != (s_test > thr))),
             "auroc_reference": metrics.auroc(s_ref, y), "auroc_test": metrics.auroc(s_test, y),
@@ -98,24 +93,16 @@ def main() -> None:
 def suite_fidelity(bundle: Path) -> dict:
     """int8 against fp32 image scores on the synthetic test suite (120 normals, 24 per
     type): Spearman, flags identical at the engine's calibrated threshold, AUROC change."""
-    from ra_sdk import metrics
+    from ra_sdk.export.quantize import fidelity
+
     from ra_sdk.engine import read_engine
     from ra_sdk.evaluation import synthetic_suite
-    from ra_sdk.scorer import Scorer
 
     eng = read_engine(bundle)
     suite = synthetic_suite(120, 24)
     images = np.concatenate([suite.normals, *[imgs for imgs, _ in suite.sets.values()]])
     y = np.r_[np.zeros(len(suite.normals), bool), np.ones(len(images) - len(suite.normals), bool)]
-    s = {}
-    for p in ("fp32", "int8"):
-        with Scorer(eng, backend="onnxruntime", device="cpu", precision=p) as sc:
-            s[p] = sc.score(images, maps=False, recons=False)[1]
-    thr = eng.meta.calibration.threshold if eng.meta.calibration else float(np.percentile(s["fp32"][~y], 95))
-    return {
-        "images": len(images), "spearman": spearman(s["fp32"], s["int8"]), "flags_identical": float(np.mean((s["fp32"] > thr) == (s["int8"] > thr))),
-        "auroc_fp32": metrics.auroc(s["fp32"], y), "auroc_int8": metrics.auroc(s["int8"], y), "auroc_change": metrics.auroc(s["int8"], y) - metrics.auroc(s["fp32"], y),
-    }
+    return fidelity(eng, images, y, threshold=eng.meta.calibration.threshold if eng.meta.calibration else None)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def configs() -> dict[str, object]:
     from ra_sdk.scoring import ScoreConfig
@@ -36,12 +34,11 @@ def configs() -> dict[str, object]:
 
 
 def main() -> None:
-    import torch
 
     from ra_sdk.data import DEMO_ENGINE
     from ra_sdk.engine import read_engine
     from ra_sdk.evaluation import evaluate, reconstruct_suite, summarise, synthetic_suite
-    from ra_sdk.network import load_engine_network
+    from ra_sdk.network import load_engine_network, numpy_functions
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--engine", default=str(DEMO_ENGINE))
@@ -55,13 +52,7 @@ def main() -> None:
     net = load_engine_network(eng)
     suite = synthetic_suite(args.normals, args.per_type, split=args.split)
 
-    def recon(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return net.reconstruct(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
-
-    def feats(x: np.ndarray) -> list[np.ndarray]:
-        with torch.no_grad():
-            return [e.numpy() for e in net.embed(torch.from_numpy(np.ascontiguousarray(x)))]
+    recon, feats = numpy_functions(net)
 
     t = time.perf_counter()
     rec = reconstruct_suite(recon, suite)

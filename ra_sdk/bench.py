@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import metrics
 from ._optional import is_installed
 from ._version import __version__
 from .info import platform_name
@@ -255,7 +256,7 @@ def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1
         if ref is not None:
             with Scorer(eng, backend="onnxruntime", device="cpu", precision=best) as sc:
                 _, ours, _ = sc.score(imgs, maps=False, recons=False)
-            rank = np.corrcoef(np.argsort(np.argsort(ref_scores)), np.argsort(np.argsort(ours)))[0, 1]
+            rank = metrics.spearman(ref_scores, ours)
             pair_ratios = [a / b for a, b in zip(runs[best], ref_runs)]
             res["research_baseline"] = {
                 "images": len(imgs), "images_per_s_runs": ref_runs, "images_per_s": float(np.median(ref_runs)),

@@ -47,6 +47,22 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
+def spearman(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
+    """Spearman rank correlation of two score lists (ties get their average rank)."""
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        _, inv, counts = np.unique(v, return_inverse=True, return_counts=True)
+        return (np.bincount(inv, weights=r) / counts)[inv]
+
+    x, y = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"need two score lists of the same length >= 2, got {len(x)} and {len(y)}")
+    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+
+
 def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Average precision: sum over thresholds of (recall step) * precision, as scikit-learn."""
     s, y = _check(scores, labels)

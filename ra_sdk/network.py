@@ -12,8 +12,10 @@ Shapes for ``ra-base`` at 128x128: embeddings (B, 64, 64, 64), (B, 128, 32, 32),
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -209,3 +211,18 @@ def load_engine_network(engine: Engine) -> RANet:
     except RuntimeError as err:
         raise EngineError(f"{engine.path}: weights do not match the model config ({str(err).splitlines()[0]})") from None
     return net.eval()
+
+
+def numpy_functions(net: RANet) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], list[np.ndarray]]]:
+    """``(recon, feats)`` of a network on the CPU over numpy (B, 1, H, W) float32 arrays: the
+    callables :mod:`ra_sdk.evaluation` takes (reconstructions; the encoder's embeddings)."""
+
+    def recon(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net.reconstruct(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
+
+    def feats(x: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [e.numpy() for e in net.embed(torch.from_numpy(np.ascontiguousarray(x)))]
+
+    return recon, feats

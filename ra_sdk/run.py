@@ -233,19 +233,29 @@ def _write_outputs(out: Path, study: Study, r: StudyResult, screener: Screens, o
     if outputs.previews:
         write_preview(out, r, pix_thr)
     if study.kind == "dicom" and (outputs.dicom == "all" or (outputs.dicom == "flagged" and r.flagged)):
-        from .report.dicom import write_study_outputs
+        write_dicom_outputs(out, out / "dicom" / safe_name(r.study), r, screener)
 
-        assert r.slices is not None and r.max_slice is not None
-        try:
-            files = write_study_outputs(
-                r.headers or [], r.maps, r.slices, r.max_slice, screener.preset, pix_thr,
-                out / "dicom" / safe_name(r.study), score=r.score, percentile=r.percentile, apply_voi=screener.preset.apply_voi, boxes=r.boxes,
-            )
-            r.outputs = [f.relative_to(out).as_posix() for f in files]
-            fsync_dir(out / "dicom" / safe_name(r.study))
-        except DicomOutputError as err:
-            r.notes.append(f"DICOM output failed: {err}")
-            log.warning("%s", err)
+
+def write_dicom_outputs(out: Path, folder: Path, r: StudyResult, screener: Screens, *, uid_seed: str | None = None) -> None:
+    """SC + SEG of one screened DICOM study (kept maps and headers) into ``folder`` inside
+    OUT; sets ``r.outputs`` (paths relative to OUT). A failing object becomes a note on the
+    study; a full disk raises. ``uid_seed``: derive the new UIDs from it (see
+    :func:`ra_sdk.report.dicom.write_study_outputs`)."""
+    from .report.dicom import write_study_outputs
+
+    if r.error is not None or r.maps is None or r.slices is None or r.max_slice is None:
+        return
+    cal = screener.engine.meta.calibration
+    try:
+        files = write_study_outputs(
+            r.headers or [], r.maps, r.slices, r.max_slice, screener.preset, cal.pixel_threshold if cal else float("nan"),
+            folder, score=r.score, percentile=r.percentile, apply_voi=screener.preset.apply_voi, boxes=r.boxes, uid_seed=uid_seed,
+        )
+        r.outputs = [f.relative_to(out).as_posix() for f in files]
+        fsync_dir(folder)
+    except DicomOutputError as err:
+        r.notes.append(f"DICOM output failed: {err}")
+        log.warning("%s: %s", r.study, err)
 
 
 def make_missing_previews(run_dir: Path, top: int, *, on_start: Callable[[int], None] | None = None, on_result: Callable[[StudyResult], None] | None = None) -> int:

@@ -10,15 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
-# The installed layout (setup.py maps these folders into ra_sdk) without installing.
-for d in kernels train export; do [ -e "ra_sdk/$d" ] || ln -s "../$d" "ra_sdk/$d"; done
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=$PWD:/tmp/site
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1
+. scripts/gpu_env.sh
 nvidia-smi -L
 python3 -m benchmarks.gpu_suite --out "$OUT/gpu_suite.json" 2>&1 | grep -v Warning | tee "$OUT/gpu_suite.log"
 python3 -m benchmarks.gpu_engine --out "$OUT/gpu_engine.json" 2>&1 | grep -v Warning | tee "$OUT/gpu_engine.log"

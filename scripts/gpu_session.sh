@@ -13,14 +13,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
-# the installed layout (setup.py maps these folders into ra_sdk), without installing
-for d in kernels train export; do [ -e "ra_sdk/$d" ] || ln -s "../$d" "ra_sdk/$d"; done
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=$PWD:/tmp/site
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1
+. scripts/gpu_env.sh
 nvidia-smi -L 2>/dev/null || true
 python3 scripts/gpu_train.py --out "$OUT" --budget "${BUDGET:-540}" "$@" 2>&1 | tee "$OUT/gpu_train.log"

@@ -147,12 +147,11 @@ def train(args: argparse.Namespace, tmp: Path, sp: dict[str, Any] | None, second
 
 
 def evaluate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    import numpy as np
-    import torch
     from ra_sdk.train import load_model
 
     from ra_sdk.evaluation import evaluate as evaluate_suite
     from ra_sdk.evaluation import reconstruct_suite, summarise, synthetic_suite
+    from ra_sdk.network import numpy_functions
     from ra_sdk.scoring import ScoreConfig
 
     suite = synthetic_suite(8 if args.quick else 120, 2 if args.quick else 24, seed=0)
@@ -161,14 +160,7 @@ def evaluate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         if not Path(path).exists():
             continue
         net, _ = load_model(path)
-
-        def recon(x: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return net.reconstruct(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
-
-        def feats(x: np.ndarray) -> list[np.ndarray]:
-            with torch.no_grad():
-                return [e.numpy() for e in net.embed(torch.from_numpy(np.ascontiguousarray(x)))]
+        recon, feats = numpy_functions(net)
 
         rec = reconstruct_suite(recon, suite)
         out[name] = {}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from ra_sdk import metrics
 from ra_sdk.cli import main
 from ra_sdk.data import DEMO_ENGINE
 from ra_sdk.engine import EngineError, read_engine, write_engine
@@ -68,11 +69,6 @@ def test_onnx_matches_pytorch_per_output(bundle):
     assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 @pytest.mark.slow
 def test_onnxruntime_pipeline_matches_torch_pipeline(bundle, images):
     eng = read_engine(bundle)
@@ -81,7 +77,7 @@ def test_onnxruntime_pipeline_matches_torch_pipeline(bundle, images):
     with Scorer(eng, backend="onnxruntime", device="cpu") as s_ort, Scorer(eng, backend="torch", device="cpu") as s_pt:
         _, sc_ort, _ = s_ort.score(images)
         _, sc_pt, _ = s_pt.score(images)
-    assert _spearman(sc_ort, sc_pt) >= 0.9999
+    assert metrics.spearman(sc_ort, sc_pt) >= 0.9999
     assert np.array_equal(sc_ort > cal.threshold, sc_pt > cal.threshold)
     np.testing.assert_allclose(sc_ort, sc_pt, rtol=1e-3)
 
@@ -93,7 +89,7 @@ def test_fp16_bundle_runs_with_float32_io(bundle, images):
         _, a, r16 = s16.score(images[:16])
         _, b, r32 = s32.score(images[:16])
     assert r16.dtype == np.float32 and np.abs(r16 - r32).max() < 0.05
-    assert _spearman(a, b) > 0.9
+    assert metrics.spearman(a, b) > 0.9
 
 
 @pytest.mark.slow
@@ -185,7 +181,7 @@ def test_torch_cuda_runner_with_kernels_matches_cpu(bundle, images):
     with Scorer(eng, backend="torch", device="cuda") as sg, Scorer(eng, backend="onnxruntime", device="cpu") as sc:
         _, a, _ = sg.score(images)
         _, b, _ = sc.score(images)
-    assert _spearman(a, b) >= 0.9999
+    assert metrics.spearman(a, b) >= 0.9999
     assert np.array_equal(a > eng.meta.calibration.threshold, b > eng.meta.calibration.threshold)
 
 
@@ -199,7 +195,7 @@ def test_tensorrt_engine_matches_onnxruntime(bundle, images, tmp_path):
     with Scorer(eng, backend="tensorrt", device="cuda") as st, Scorer(read_engine(bundle), backend="onnxruntime", device="cpu") as so:
         _, a, _ = st.score(images)
         _, b, _ = so.score(images)
-    assert _spearman(a, b) >= 0.9999
+    assert metrics.spearman(a, b) >= 0.9999
 
 
 @pytest.mark.slow

@@ -59,3 +59,15 @@ def test_localisation_rules(rng):
     assert metrics.dice(amap, mask, t) == pytest.approx(2 * 2 / (2 + 10))
     with pytest.raises(ConfigError, match="empty mask"):
         metrics.detected(amap, np.zeros((10, 10), bool), t)
+
+
+def test_spearman_matches_scipy_with_ties():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 6, 40).astype(float)  # many ties
+    b = a + rng.normal(0, 2, 40)
+    assert metrics.spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
+    c = rng.random(40)
+    assert metrics.spearman(c, c) == pytest.approx(1.0) and metrics.spearman(c, -c) == pytest.approx(-1.0)
+    with pytest.raises(ValueError):
+        metrics.spearman([1.0], [1.0])

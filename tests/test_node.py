@@ -71,7 +71,7 @@ def echo(port: int, *, calling: str = "TESTSCU") -> int:
     return status
 
 
-class Destination_SCP:
+class ForwardTarget:
     """A second pynetdicom SCP: the --forward destination; records what it receives."""
 
     def __init__(self) -> None:
@@ -110,7 +110,7 @@ def wait_for(cond, timeout: float = 60.0, what: str = "") -> None:
 
 @pytest.fixture
 def pacs():
-    d = Destination_SCP()
+    d = ForwardTarget()
     yield d
     d.close()
 

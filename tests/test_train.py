@@ -319,21 +319,14 @@ def test_validation_auroc_is_the_product_score_on_validation_anomalies():
     from ra_sdk.data import DEMO_ENGINE
     from ra_sdk.engine import read_engine
     from ra_sdk.evaluation import evaluate, reconstruct_suite
-    from ra_sdk.network import load_engine_network
+    from ra_sdk.network import load_engine_network, numpy_functions
 
     net = load_engine_network(read_engine(DEMO_ENGINE))
     sel = ValidationAUROC(n_normal=16, n_per_type=3)
     got = sel(net)
     assert set(got) == {*sel.suite.sets, "mean"} and all(0 <= v <= 1 for v in got.values())
 
-    def recon(x):
-        with torch.no_grad():
-            return net.reconstruct(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
-
-    def feats(x):
-        with torch.no_grad():
-            return [e.numpy() for e in net.embed(torch.from_numpy(np.ascontiguousarray(x)))]
-
+    recon, feats = numpy_functions(net)
     ref = evaluate(sel.suite, reconstruct_suite(recon, sel.suite), sel.score, feats=feats)
     for t in sel.suite.sets:
         assert got[t] == pytest.approx(ref[t]["auroc"], abs=1e-9), t

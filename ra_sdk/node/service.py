@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import results as res
-from ..errors import ConfigError, DicomOutputError
+from ..errors import ConfigError
 from ..io import discover
-from ..io.files import fsync_dir
 from ..journal import JOURNAL, Journal, OutputLock, prepare_out
-from ..results import RunSummary, StudyResult
-from ..run import RUN_INFO, Outputs, settings_of, write_run_info
+from ..results import RunSummary
+from ..run import RUN_INFO, Outputs, settings_of, write_dicom_outputs, write_run_info
 from .forward import Destination, Forwarder, Job
 from .scp import Handlers, make_ae
 from .spool import SPOOL, Spool
@@ -70,7 +69,6 @@ class _Study:
     assocs: set[int] = field(default_factory=set)  # open associations that sent it instances
     version: int = 0  # instances received, ever (a change during screening keeps it pending)
     pending: bool = True
-    first_seen: float = 0.0
 
 
 class Node:
@@ -116,7 +114,7 @@ class Node:
         now = time.monotonic()
         for uid in self.spool.studies():  # what a crash left unscreened
             if uid not in self.rows or self.rows[uid][0] != self.spool.fingerprint(uid):
-                self._studies[uid] = _Study(last=now, first_seen=now)
+                self._studies[uid] = _Study(last=now)
                 log.info("study %s: in the spool, not screened yet; screening after %.1f s", uid, self.cfg.study_idle)
         handlers = Handlers(self._store, self._released, self.cfg.max_instance_mb << 20)
         ae = make_ae(self.cfg.ae_title, allow=self.cfg.allow)
@@ -154,7 +152,7 @@ class Node:
             now = time.monotonic()
             st = self._studies.get(study_uid)
             if st is None:
-                st = self._studies[study_uid] = _Study(last=now, first_seen=now)
+                st = self._studies[study_uid] = _Study(last=now)
             st.last, st.pending = now, True
             st.version += 1
             st.assocs.add(assoc)
@@ -214,7 +212,8 @@ class Node:
         best.study, best.paths = uid, [str(p) for p in files]
         if len(results) > 1:
             best.notes.append(f"{len(results)} series; this row is the highest-scoring one ({len(scored)} screened)")
-        self._outputs(uid, fp, best)
+        # SC + SEG; UIDs derived from the study's content, so a resend after a crash is the same instance
+        write_dicom_outputs(self.out, self.out / "dicom" / uid, best, self.screener, uid_seed=f"{uid}|{fp}|{self._engine_sha}")
         row = best.row()
         self.journal.append(fp, row)
         self.journal.sync()
@@ -231,22 +230,3 @@ class Node:
                  uid, len(files), score, best.flagged, f"error {best.error_kind}: {best.error}; " if best.error else "", latency)
         if self.on_row is not None:
             self.on_row(uid, row, latency)
-
-    def _outputs(self, uid: str, fp: str, r: StudyResult) -> None:
-        """SC + SEG of a screened study, UIDs derived from its content (a resend after a
-        crash is the same instance); a failure becomes a note."""
-        if r.error is not None or r.maps is None or r.slices is None or r.max_slice is None:
-            return
-        from ..report.dicom import write_study_outputs
-
-        cal = self.screener.engine.meta.calibration
-        folder = self.out / "dicom" / uid
-        try:
-            files = write_study_outputs(r.headers or [], r.maps, r.slices, r.max_slice, self.screener.preset, cal.pixel_threshold if cal else float("nan"),
-                                        folder, score=r.score, percentile=r.percentile, apply_voi=self.screener.preset.apply_voi, boxes=r.boxes,
-                                        uid_seed=f"{uid}|{fp}|{self._engine_sha}")
-            fsync_dir(folder)
-            r.outputs = [f.relative_to(self.out).as_posix() for f in files]
-        except DicomOutputError as err:
-            r.notes.append(f"DICOM output failed: {err}")
-            log.warning("study %s: %s", uid, err)
