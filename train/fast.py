@@ -1,4 +1,4 @@
-"""The RA training step built for a GPU, with the maths of :meth:`Trainer._ra_step`.
+"""The RA training step built for a GPU, with the maths of :func:`train.reference.ra_step`.
 
 What differs is only how the work reaches the device:
 
@@ -122,7 +122,7 @@ class _CapturedStep:
 
 class FastRAStep(_CapturedStep):
     """The RA step (Soft-IntroVAE encoder and decoder updates with the reversed embedding
-    loss) of :meth:`Trainer._ra_step`; returns the (7,) tensor of :data:`METRICS`."""
+    loss) of :func:`reference.ra_step`; returns the (7,) tensor of :data:`METRICS`."""
 
     metrics = METRICS
     n_eps = N_EPS
@@ -177,7 +177,7 @@ class FastRAStep(_CapturedStep):
 
 
 class FastBaselineStep(_CapturedStep):
-    """The AE (z = mu) or VAE step of :meth:`Trainer._baseline_step`; returns (loss,
+    """The AE (z = mu) or VAE step of :func:`reference.baseline_step`; returns (loss,
     rec_mse, kl)."""
 
     metrics = ("loss", "rec_mse", "kl")

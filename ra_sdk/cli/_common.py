@@ -80,3 +80,33 @@ def check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise RaSdkError(f"{out}: output folder is not writable ({err.strerror})") from None
+
+
+def format_description(d: dict[str, Any]) -> str:
+    """``ra-sdk inspect``'s text for :func:`ra_sdk.engine.describe`'s dict."""
+    lines = [f"engine   {d['file']} ({d['size_bytes'] / 1e6:.1f} MB, {d['kind']})"]
+    m = d["model"]
+    lines.append(f"model    {m['name']} channels {tuple(m['channels'])} zdim {m['zdim']} input {m['image_size']}x{m['image_size']}")
+    p = d["preset"]
+    lines.append(f"preset   {p['name']} ({p['modality']}): {p['normalisation']} clip {tuple(p['clip'])}, size {p['size']}, pad to square {p['pad_to_square']}")
+    s = d["score"]
+    lines.append(f"score    perceptual {s['perceptual']}, CLAHE {s['use_clahe']}, sigma {s['sigma']}, image score {s['aggregation']}" + (f" {s['topk']:.0%}" if s["aggregation"] == "topk" else "") + f", study {s['study_aggregation']}" + (f", foreground > {s['foreground']:g}" if s.get("foreground") else ""))
+    for name, n in d["networks"].items():
+        lines.append(f"network  {name}: {n['file']} [{n['precision']}] inputs {n['inputs']} outputs {', '.join(n['outputs'])}")
+    q = (d.get("source") or {}).get("int8")
+    if q:
+        f = q.get("fidelity", {})
+        lines.append(f"int8     networks {'+'.join(q.get('networks', []))}: {q.get('format')}, activations {q.get('activations')}, weights {q.get('weights')}, "
+                     f"{q.get('method')} calibration on {q.get('calibration')}; fidelity vs fp32 Spearman {f.get('spearman', float('nan')):.4f}, "
+                     f"flags identical {f.get('flags_identical', float('nan')):.1%}" + (f", AUROC change {f['auroc_change']:+.4f}" if "auroc_change" in f else "") + f" ({'passed' if q.get('passed') else 'FAILED'})")
+    c = d["calibration"]
+    if c:
+        q = ", ".join(f"{k} {v:.4g}" for k, v in c["quantiles"].items())
+        lines.append(f"calib    {c['n']} normals ({c['source']}); flag above p{c['percentile']:g} = {c['threshold']:.5g}; pixel threshold {c['pixel_threshold']:.5g}")
+        lines.append(f"         quantiles: {q}")
+    else:
+        lines.append("calib    none (run ra-sdk calibrate ENGINE --normals DIR)")
+    if d["build"]:
+        lines.append("build    " + ", ".join(f"{k} {v}" for k, v in d["build"].items()))
+    lines.append("versions " + ", ".join(f"{k} {v}" for k, v in d["versions"].items()))
+    return "\n".join(lines)

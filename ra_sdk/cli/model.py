@@ -188,7 +188,8 @@ def build_cmd(bundle: Path, out: Path, precision: str, min_batch: int, opt_batch
 def calibrate_cmd(engine: Path, normals: str, n: int, percentile: float, backend: str, device: str) -> None:
     """Score held-out normals and store the operating point and quantiles in ENGINE."""
     from ..calibration import calibrate
-    from ..engine import describe, format_description
+    from ..engine import describe
+    from ._common import format_description
 
     bar = Bar("calibrating", "image", None)
     try:
@@ -203,7 +204,8 @@ def calibrate_cmd(engine: Path, normals: str, n: int, percentile: float, backend
 @click.option("--json", "as_json", is_flag=True)
 def inspect_cmd(engine: Path, as_json: bool) -> None:
     """Print an engine file's model, preset, scoring, calibration and versions."""
-    from ..engine import describe, format_description, read_engine
+    from ..engine import describe, read_engine
+    from ._common import format_description
 
     d = describe(read_engine(engine))
     click.echo(json.dumps(d, indent=2) if as_json else format_description(d))
