@@ -6,7 +6,10 @@ scores (never the test split), with the speed of each choice.
 
 Sensitivity of a layer = how much the image scores move back toward fp32 when only that
 layer is left in float (all others int8): the relative RMS of int8 - fp32 scores, full
-int8 minus leave-one-out.
+int8 minus leave-one-out. Groups: the same with whole parts of the network left float
+(every node, so their activations stay float too), and with only the stem in int8. Pool
+rewrite: the features network's int8 speed with ONNX Runtime's int8 AveragePool vs the
+equal depthwise convolution that export uses.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 
 def main() -> None:
-    from ra_sdk.export.quantize import METHODS, add_int8, fidelity, quantizable_layers
+    from ra_sdk.export.quantize import METHODS, add_int8, fidelity, graph_nodes, quantizable_layers
 
     from ra_sdk.data import DEMO_ENGINE
     from ra_sdk.data.augment import normal_batch
@@ -32,9 +35,11 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/int8_choice_cpu.json")
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=["noise"], help="run one section and update it in --out")
     args = ap.parse_args()
     eng = read_engine(DEMO_ENGINE)
-    calib = normal_batch("val", 64 if args.quick else args.calib_images)[:, None]
+    # the export's calibration images (export.onnx_export.int8_calibration: validation split from index 1000)
+    calib = normal_batch("val", 64 if args.quick else args.calib_images, start=1000)[:, None]
     suite = synthetic_suite(16 if args.quick else 96, 2 if args.quick else 12, split="val", seed=5)
     probe = np.concatenate([suite.normals, *[imgs for imgs, _ in suite.sets.values()]])
     anomalous = np.r_[np.zeros(len(suite.normals), bool), np.ones(len(probe) - len(suite.normals), bool)]
@@ -50,7 +55,13 @@ def main() -> None:
                 ts.append(time.perf_counter() - t)
         return 32 / float(np.median(ts))
 
-    res: dict = {"engine": DEMO_ENGINE.name, "calib": f"embedded validation split, {len(calib)} images", "probe": f"{len(probe)} validation images ({len(suite.normals)} normals)", "methods": {}}
+    if args.only == "noise":
+        res = json.loads(Path(args.out).read_text())
+        res["score_noise"] = score_noise(eng, probe)
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+        print(f"updated score_noise in {args.out}")
+        return
+    res: dict = {"engine": DEMO_ENGINE.name, "calib": f"embedded validation split, {len(calib)} images from index 1000", "probe": f"{len(probe)} validation images ({len(suite.normals)} normals)", "methods": {}}
     fp32_ips = speed(eng, "fp32")
     for method in ("minmax",) if args.quick else METHODS:
         e8 = add_int8(eng, calib, method=method)
@@ -86,10 +97,82 @@ def main() -> None:
         print(f"{name:<60} {err:.5f} (gain {full - err:+.5f})", flush=True)
     sens.sort(key=lambda r: -r["gain"])
     res["sensitivity"] = {"network": "recon", "score_rel_rms_all_int8": full, "layers": sens}
+
+    # where the recon error comes from: whole parts left float (every node of the part, not
+    # only its Conv/Gemm: activations stay float too), and only the stem in int8
+    nodes = [n for n, _ in graph_nodes(eng.network("recon")[1])]
+    stem = {"/encoder/stem/stem.0/Conv", "/encoder/stem/stem.2/LeakyRelu"}
+    groups = {
+        "encoder float": [n for n in nodes if n.startswith("/encoder")],
+        "decoder float": [n for n in nodes if n.startswith("/decoder")],
+        "last conv float": [n for n in nodes if n.startswith("/decoder/body/body.11/")],
+        "only the stem int8": [n for n in nodes if n not in stem],
+    }
+    res["groups"] = {"network": "recon", "score_rel_rms_all_int8": full}
+    for name, float_nodes in groups.items():
+        e8 = add_int8(eng, calib, method=best, networks=("recon",), float_layers=float_nodes)
+        f = fidelity(e8, probe, anomalous)
+        f["score_rel_rms"], f["float_nodes"] = rel_rms(e8), len(float_nodes)
+        res["groups"][name] = f
+        print(f"{name:<20} Spearman {f['spearman']:.5f} flags {f['flags_identical']:.4f} rel rms {f['score_rel_rms']:.5f}", flush=True)
+
+    # the AveragePool rewrite: ONNX Runtime's int8 AveragePool (QLinearAveragePool) vs the
+    # equal depthwise QLinearConv; both engines timed in interleaved rounds (engine + score,
+    # and the features network alone)
+    pair = {key: add_int8(eng, calib, method=best, networks=("features",), depthwise_pools=dw) for key, dw in (("average_pool", False), ("depthwise_conv", True))}
+    scorers = {k: Scorer(e, backend="onnxruntime", device="cpu", precision="int8") for k, e in pair.items()}
+    x_ph = scorers["depthwise_conv"].recon.infer({"x": x32[:, None]})["x_ph"]
+    times: dict = {k: {"engine_score": [], "features": []} for k in pair}
+    for k, sc in scorers.items():
+        sc.score_batch(x32)
+    for _ in range(3 if args.quick else 9):
+        for k, sc in scorers.items():
+            t = time.perf_counter()
+            sc.score_batch(x32)
+            times[k]["engine_score"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            sc.features.infer({"x": x_ph})
+            times[k]["features"].append(time.perf_counter() - t)
+    res["pool_rewrite"] = {"rounds": len(times["average_pool"]["features"]), "batch": 32}
+    for k, e in pair.items():
+        res["pool_rewrite"][k] = {
+            "engine_score_images_per_s": 32 / float(np.median(times[k]["engine_score"])),
+            "features_images_per_s": 32 / float(np.median(times[k]["features"])),
+            "spearman": fidelity(e, probe, anomalous)["spearman"],
+        }
+        scorers[k].close()
+    print("pool rewrite", json.dumps(res["pool_rewrite"]), flush=True)
     passing = [k for k, v in res["networks"].items() if v["passed"]] + (["recon+features"] if res["methods"][best]["passed"] else [])
+    res["score_noise"] = score_noise(eng, probe)
     res["choice"] = {"method": best, "int8_networks": max(passing, key=lambda k: res["networks"].get(k, res["methods"][best])["images_per_s"]) if passing else None}
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(f"choice {res['choice']}; wrote {args.out}")
+
+
+def score_noise(eng, probe: np.ndarray, sigmas: tuple[float, ...] = (0.1, 1.0, 4.0)) -> dict:
+    """The yardstick for the int8 figures: how far the fp32 scores move when only white
+    Gaussian noise of sigma/255 is added to the reconstruction (the score reads it through
+    CLAHE's 256-bin histograms, a step function of the pixel values)."""
+    from ra_sdk import metrics
+    from ra_sdk.scorer import Scorer
+
+    out: dict = {"what": "fp32 scores with N(0, sigma/255) added to x_ph, against fp32", "images": len(probe)}
+    rng = np.random.default_rng(0)
+    with Scorer(eng, backend="onnxruntime", device="cpu", precision="fp32") as sc:
+        ref = sc.score(probe, maps=False, recons=False)[1]
+        infer = sc.recon.infer
+        for sigma in sigmas:
+
+            def noisy(inputs, sigma=sigma):
+                res = dict(infer(inputs))
+                res["x_ph"] = np.clip(res["x_ph"] + rng.normal(0, sigma / 255, res["x_ph"].shape).astype(np.float32), 0, 1)
+                return res
+
+            sc.recon.infer = noisy  # type: ignore[method-assign]
+            s = sc.score(probe, maps=False, recons=False)[1]
+            out[f"sigma_{sigma:g}"] = {"spearman": metrics.spearman(ref, s), "score_rel_rms": float(np.sqrt(np.mean((s - ref) ** 2)) / np.sqrt(np.mean(ref**2)))}
+            print(f"x_ph + N(0, {sigma:g}/255): {out[f'sigma_{sigma:g}']}", flush=True)
+    return out
 
 
 if __name__ == "__main__":

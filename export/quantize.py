@@ -8,6 +8,12 @@ with VNNI; signed activations left most convolutions in float in a trial, see th
 Layers named in ``float_layers`` stay float (chosen by the per-layer sensitivity of
 ``benchmarks/bench_int8.py``). TensorRT takes only symmetric INT8 Q/DQ; ``symmetric=True``
 makes that variant from the same calibration (ra-sdk build --precision int8).
+
+For ONNX Runtime, every 2x2 stride-2 AveragePool becomes the equal depthwise convolution
+(weights 1/4) before quantizing: ONNX Runtime's int8 average pool (QLinearAveragePool) took
+20% of the features network's time at 128x128, its depthwise QLinearConv a fraction of that
+(``benchmarks/results/int8_choice_cpu.json``, "pool_rewrite"). In float the two are the
+same sums (tests hold them equal); the fp32 networks of an engine keep the AveragePool.
 """
 
 from __future__ import annotations
@@ -35,23 +41,59 @@ def _prepared(onnx_bytes: bytes, tmp: Path) -> Path:
     return pre
 
 
-def quantizable_layers(onnx_bytes: bytes) -> list[str]:
-    """Names of the Conv and Gemm nodes of the prepared graph, in graph order."""
+def pools_as_depthwise(model: Any) -> int:
+    """Rewrite, in place, each AveragePool with a 2x2 kernel, stride 2 and no padding as a
+    depthwise Conv (group = channels, weights 0.25, no bias), which ONNX Runtime runs as an
+    int8 depthwise convolution. Needs the channel count from shape inference; a pool whose
+    channels are unknown stays. Returns how many were rewritten."""
+    from onnx import helper, numpy_helper
+
+    shapes = {v.name: v.type.tensor_type.shape for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
+    nodes, n = [], 0
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        shape = shapes.get(node.input[0]) if node.op_type == "AveragePool" else None
+        simple = (
+            attrs.get("kernel_shape") == [2, 2] and attrs.get("strides") == [2, 2] and not any(attrs.get("pads", [0])) and attrs.get("ceil_mode", 0) == 0
+            and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID")
+        )
+        channels = shape.dim[1].dim_value if shape is not None and len(shape.dim) == 4 else 0
+        if not (simple and channels > 0):
+            nodes.append(node)
+            continue
+        w = numpy_helper.from_array(np.full((channels, 1, 2, 2), 0.25, np.float32), f"{node.name}_depthwise_w")
+        model.graph.initializer.append(w)
+        nodes.append(helper.make_node("Conv", [node.input[0], w.name], list(node.output), name=f"{node.name}_depthwise", group=channels, kernel_shape=[2, 2], strides=[2, 2]))
+        n += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return n
+
+
+def graph_nodes(onnx_bytes: bytes) -> list[tuple[str, str]]:
+    """(name, op type) of every node of the prepared graph, in graph order."""
     import onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         model = onnx.load(str(_prepared(onnx_bytes, Path(tmp))))
-    return [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    return [(n.name, n.op_type) for n in model.graph.node]
 
 
-def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] = (), symmetric: bool = False, batch: int = 16, op_types: Sequence[str] | None = None) -> bytes:
+def quantizable_layers(onnx_bytes: bytes) -> list[str]:
+    """Names of the Conv and Gemm nodes of the prepared graph, in graph order."""
+    return [name for name, op in graph_nodes(onnx_bytes) if op in ("Conv", "Gemm", "MatMul")]
+
+
+def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] = (), symmetric: bool = False, batch: int = 16, op_types: Sequence[str] | None = None, depthwise_pools: bool = True) -> bytes:
     """A QDQ int8 copy of an fp32 ONNX network (float32 inputs and outputs).
 
     Args:
         calib: (N, 1, H, W) float32 normal images (never test images).
         method: activation range calibration: "minmax", "entropy" or "percentile" (99.999).
         float_layers: node names (of the prepared graph) left unquantized.
-        symmetric: signed int8 activations with zero point 0 (TensorRT's form).
+        symmetric: signed int8 activations with zero point 0 (TensorRT's form); the
+            AveragePool rewrite (:func:`pools_as_depthwise`) is for ONNX Runtime only.
+        depthwise_pools: that rewrite (on by default; off to measure what it gives).
     """
     import_onnxruntime()
     from onnxruntime.quantization import (
@@ -76,6 +118,12 @@ def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", fl
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method]
     with tempfile.TemporaryDirectory() as tmp:
         pre = _prepared(onnx_bytes, Path(tmp))
+        if depthwise_pools and not symmetric:
+            import onnx
+
+            model = onnx.load(str(pre))
+            if pools_as_depthwise(model):
+                onnx.save(model, str(pre))
         out = Path(tmp) / "int8.onnx"
         quantize_static(
             str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ,
@@ -90,12 +138,12 @@ def info(method: str, calib_desc: str, n: int, float_layers: Sequence[str], fide
     """What an engine records of its int8 networks (shown by ra-sdk inspect)."""
     return {
         "method": method, "activations": "uint8, asymmetric, per tensor", "weights": "int8, symmetric, per output channel",
-        "format": "QDQ (ONNX Runtime quantize_static)", "calibration": calib_desc, "calibration_images": n,
+        "format": "QDQ (ONNX Runtime quantize_static; 2x2 average pools as depthwise Conv)", "calibration": calib_desc, "calibration_images": n,
         "float_layers": list(float_layers), "fidelity": fidelity, "passed": bool(fidelity.get("passed")),
     }
 
 
-def add_int8(engine: Any, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] = (), networks: Sequence[str] | None = None) -> Any:
+def add_int8(engine: Any, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] = (), networks: Sequence[str] | None = None, depthwise_pools: bool = True) -> Any:
     """A copy of ``engine`` (in memory) with ``<network>_int8`` networks beside fp32, for
     ``networks`` (default: every network); a network without one runs fp32 at int8."""
     import copy
@@ -106,7 +154,7 @@ def add_int8(engine: Any, calib: np.ndarray, *, method: str = "minmax", float_la
     members = dict(engine.members)
     for name in [n for n in engine.meta.networks if "_" not in n and (networks is None or n in networks)]:
         spec, blob = engine.network(name)
-        members[f"{name}_int8.onnx"] = quantize(blob, calib, method=method, float_layers=float_layers)
+        members[f"{name}_int8.onnx"] = quantize(blob, calib, method=method, float_layers=float_layers, depthwise_pools=depthwise_pools)
         meta.networks[f"{name}_int8"] = type(spec)(f"{name}_int8.onnx", dict(spec.inputs), list(spec.outputs), "int8")
     return Engine(engine.path, meta, members)
 

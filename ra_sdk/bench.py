@@ -90,6 +90,9 @@ def machine() -> dict[str, Any]:
                             "ra_sdk": __version__, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     try:
         info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        # figures measured on uncommitted changes say so
+        if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True).stdout.strip():
+            info["commit"] += "+changes"
     except (OSError, subprocess.CalledProcessError):
         info["commit"] = "unknown"
     for d in ("numpy", "onnxruntime", "torch", "opencv-python-headless", "scikit-image", "scipy", "cupy-cuda12x", "cupy-cuda13x"):

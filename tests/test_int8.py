@@ -87,3 +87,31 @@ def test_calibrating_int8_of_a_radiograph_engine_needs_its_own_normals():
         int8_calibration(get_preset("chest-xray"), "auto", None, 16)
     imgs, desc = int8_calibration(get_preset("brain-mri-t1"), "auto", None, 16)
     assert imgs.shape == (16, 1, 128, 128) and "validation" in desc
+
+
+def test_the_int8_pool_rewrite_is_the_same_sums_and_only_for_onnx_runtime(tmp_path):
+    """AveragePool 2x2/2 -> depthwise Conv (weights 1/4): equal outputs in float (the
+    reference), and the int8 graph then has no average pool left for ONNX Runtime's slow
+    QLinearAveragePool; TensorRT's symmetric variant keeps its pools."""
+    import onnx
+    import onnxruntime as ort
+
+    from ra_sdk.data.augment import normal_batch
+    from ra_sdk.export.quantize import _prepared, pools_as_depthwise, quantize
+
+    blob = read_engine(DEMO_ENGINE).network("features")[1]
+    model = onnx.load(str(_prepared(blob, tmp_path)))
+    pools = sum(n.op_type == "AveragePool" for n in model.graph.node)
+    assert pools_as_depthwise(model) == pools == 5  # after the stem and after each of the 4 stages
+    assert not any(n.op_type == "AveragePool" for n in model.graph.node)
+    x = normal_batch("test", 4, start=1300)[:, None]
+    ref = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    new = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for a, b in zip(ref, new):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)  # same sums, other order: float rounding only
+
+    calib = normal_batch("val", 16, start=1000)[:, None]
+    ops = {n.op_type for n in onnx.load_from_string(quantize(blob, calib)).graph.node}
+    assert "AveragePool" not in ops and "QuantizeLinear" in ops
+    ops_trt = {n.op_type for n in onnx.load_from_string(quantize(blob, calib, symmetric=True)).graph.node}
+    assert "AveragePool" in ops_trt
