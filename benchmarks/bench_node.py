@@ -5,6 +5,9 @@
   response is back at the sender to the moment the node has written the study's row (and
   SC + SEG). It includes the association release and the ``--study-idle`` quiet period,
   reported separately.
+- worklist_rewrite: seconds to rewrite results.csv/.jsonl + summary.json for a node that
+  has screened 1,000 / 10,000 / 100,000 studies (its own rows repeated): what the node's
+  rewrite policy bounds (ra_sdk.node.service).
 - screen_one: p50/p99 of ``Screener.screen_one`` at batch 1 per backend and precision
   usable here, after warm-up.
 - memory: resident set of an idle ``ra-sdk listen`` process (VmRSS), and its peak (VmHWM)
@@ -109,6 +112,24 @@ def idle_memory(tmp: Path) -> dict[str, Any]:
     return {"idle_rss_mb": int(field["VmRSS"].split()[0]) / 1024, "peak_rss_mb": int(field["VmHWM"].split()[0]) / 1024}
 
 
+def worklist_rewrite(out: Path, sizes: tuple[int, ...] = (1_000, 10_000, 100_000)) -> dict[str, Any]:
+    """Seconds to rewrite the worklist (results.csv/.jsonl + summary.json) of a node that has
+    screened N studies: the node's own rows, repeated under new study UIDs."""
+    from ra_sdk import results as res
+    from ra_sdk.results import RunSummary
+
+    rows = res.read_rows(out)
+    figures: dict[str, Any] = {}
+    for n in sizes:
+        many = [{**rows[i % len(rows)], "study": f"1.2.826.0.9.{i + 1}"} for i in range(n)]
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            ordered = res.write_results(Path(tmp), many)
+            res.write_summary(Path(tmp), RunSummary.of(ordered, resumed=0, images=n, seconds=0.0))
+            figures[str(n)] = {"seconds": time.perf_counter() - t, "csv_mb": (Path(tmp) / res.RESULTS_CSV).stat().st_size / 1e6}
+    return figures
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--studies", type=int, default=100)
@@ -119,11 +140,14 @@ def main() -> None:
 
     logging.getLogger("pynetdicom").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
-        res = {"machine": machine(), "node": node_latency(Path(tmp), args.studies, args.idle), "screen_one": screen_one_latency(), "memory": idle_memory(Path(tmp))}
+        res = {"machine": machine(), "node": node_latency(Path(tmp), args.studies, args.idle)}
+        res["worklist_rewrite"] = worklist_rewrite(Path(tmp) / "out")
+        res["screen_one"], res["memory"] = screen_one_latency(), idle_memory(Path(tmp))
     print(write_json(args.out, res))
     n = res["node"]
     print(f"node: {n['studies']} single-image studies, --study-idle {n['study_idle_s']} s: C-STORE response to row p50 {n['latency']['p50_ms']:.0f} ms, "
           f"p99 {n['latency']['p99_ms']:.0f} ms (minus the idle period: p50 {n['latency_minus_idle']['p50_ms']:.0f}, p99 {n['latency_minus_idle']['p99_ms']:.0f})")
+    print("worklist rewrite: " + ", ".join(f"{k} rows {v['seconds']:.2f} s" for k, v in res["worklist_rewrite"].items()))
     for k, v in res["screen_one"].items():
         print(f"screen_one {k}: p50 {v['p50_ms']:.2f} ms, p99 {v['p99_ms']:.2f} ms")
     print(f"idle node: {res['memory']['idle_rss_mb']:.0f} MB resident")

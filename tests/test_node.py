@@ -343,3 +343,22 @@ def test_tls_with_client_certificates(tmp_path, screener):
             else:
                 assert not assoc.is_established
         wait_for(lambda: [r["study"] for r in rows_of(tmp_path / "out")] == ["1.2.826.0.1.41"], what="the TLS study's row")
+
+
+def test_a_burst_of_studies_rewrites_the_worklist_a_few_times_not_once_per_study(tmp_path, screener):
+    """The worklist (results.csv/.jsonl) is rewritten whole and sorted; per study that would
+    cost O(rows) each time (about a second at 100,000 rows). Studies that queue share one
+    rewrite; the last one of the burst is written at once; a restart rebuilds the worklist
+    from the journal."""
+    studies = [f"1.2.826.0.1.40.{i}" for i in range(12)]
+    files = [f for i, uid in enumerate(studies) for f in series(tmp_path / "src", uid, 1, start=40 + i)]
+    out = tmp_path / "out"
+    with Node(NodeConfig(out=out, port=0, study_idle=0.3), screener) as node:
+        assert send(node.port, files) == [0] * 12  # one association: all complete at once
+        wait_for(lambda: len(rows_of(out)) == 12, what="12 rows while the node runs")
+        assert 1 <= node.view_writes <= 3  # one per study before: 12
+    assert sorted(r["study"] for r in rows_of(out)) == sorted(studies)
+    assert len((out / ".ra-sdk-journal.jsonl").read_text().splitlines()) == 13  # header + 12
+    (out / "results.csv").unlink()  # as if killed between a journal line and the rewrite
+    with Node(NodeConfig(out=out, port=0, study_idle=0.3), screener) as node:
+        assert sorted(r["study"] for r in rows_of(out)) == sorted(studies) and node.view_writes == 1

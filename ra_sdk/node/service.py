@@ -16,6 +16,12 @@ After a crash: every spool study whose fingerprint differs from its journal line
 screened, or screened before more instances came) waits ``study_idle`` and is screened;
 every journaled study with outputs not yet sent is sent. A study screened and journaled
 is never screened again unless its instances change.
+
+The worklist (results.csv/.jsonl, summary.json) is a view of the journal, rewritten whole
+and sorted: at once when no other study is ready to screen, and while studies queue at most
+every max(5 s, 10x the last rewrite's time). A node that has screened 100,000 studies takes
+about a second per rewrite, so under a steady stream rewriting never takes more than ~10%
+of it; the journal line of each study is written (and synced) before anything else.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ from .spool import SPOOL, Spool
 
 log = logging.getLogger("ra_sdk.node")
 OWNED = ("dicom", SPOOL, res.RESULTS_CSV, res.RESULTS_JSONL, res.SUMMARY, RUN_INFO)
+#: while studies queue, the worklist is rewritten at most every max(VIEW_INTERVAL seconds,
+#: VIEW_COST_FACTOR x the last rewrite's duration); at once when none waits
+VIEW_INTERVAL = 5.0
+VIEW_COST_FACTOR = 10.0
 
 
 @dataclass
@@ -89,6 +99,8 @@ class Node:
         self.server: Any = None
         self.forwarder: Forwarder | None = None
         self.rows: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.view_writes = 0  # worklist rewrites so far
+        self._view_dirty, self._view_at, self._view_cost = False, 0.0, 0.0
         self._lock = OutputLock(self.out)
         self.journal = Journal(self.out / JOURNAL)
 
@@ -102,6 +114,8 @@ class Node:
         settings = {**settings_of(self.screener, self.out / SPOOL, Outputs(dicom="all")), "node": True}
         self._engine_sha = settings["engine_sha256"]
         self.rows = prepare_out(self.out, settings, resume=True, owned=OWNED)
+        if self.rows:  # a crash may have come between a journal line and the worklist
+            self._write_view()
         self.spool = Spool(self.out)
         write_run_info(self.out, self.screener, settings)
         self.journal.open(settings)
@@ -133,6 +147,8 @@ class Node:
             self._cv.notify_all()
         if self._worker.is_alive():
             self._worker.join(timeout)
+        if self._view_dirty and not self._worker.is_alive():
+            self._try_write_view()
         if self.forwarder is not None:
             self.forwarder.stop()
         self.journal.close()
@@ -186,6 +202,8 @@ class Node:
         while not self._stop.is_set():
             nxt = self._next_ready()
             if nxt is None:
+                if self._view_dirty:  # nothing to screen: bring the worklist up to date
+                    self._try_write_view()
                 continue
             uid, version = nxt
             try:
@@ -200,6 +218,30 @@ class Node:
                 st = self._studies.get(uid)
                 if st is not None and st.version == version:
                     del self._studies[uid]  # nothing new arrived while it was screened
+
+    def _view_due(self, current: str) -> bool:
+        """Rewrite the worklist now: no other study is ready to screen, or the last rewrite
+        is older than max(VIEW_INTERVAL, VIEW_COST_FACTOR x its own duration)."""
+        now = time.monotonic()
+        if now - self._view_at >= max(VIEW_INTERVAL, VIEW_COST_FACTOR * self._view_cost):
+            return True
+        with self._cv:
+            return not any(uid != current and st.pending and not st.assocs and now - st.last >= self.cfg.study_idle for uid, st in self._studies.items())
+
+    def _write_view(self) -> None:
+        t = time.monotonic()
+        rows = res.write_results(self.out, (r for _, r in self.rows.values()))
+        res.write_summary(self.out, RunSummary.of(rows, resumed=0, images=sum(r.get("n_slices") or 0 for r in rows), seconds=0.0))
+        self._view_at = time.monotonic()
+        self._view_cost, self._view_dirty = self._view_at - t, False
+        self.view_writes += 1
+
+    def _try_write_view(self) -> None:
+        try:
+            self._write_view()
+        except OSError as err:  # the journal has the rows; the next rewrite catches up
+            log.error("cannot rewrite the worklist in %s (%s); will retry", self.out, err.strerror or err)
+            self._view_at = time.monotonic()
 
     def _screen(self, uid: str) -> None:
         fp = self.spool.fingerprint(uid)
@@ -218,8 +260,9 @@ class Node:
         self.journal.append(fp, row)
         self.journal.sync()
         self.rows[uid] = (fp, row)
-        rows = res.write_results(self.out, (r for _, r in self.rows.values()))
-        res.write_summary(self.out, RunSummary.of(rows, resumed=0, images=sum(r.get("n_slices") or 0 for r in rows), seconds=0.0))
+        self._view_dirty = True
+        if self._view_due(uid):
+            self._write_view()
         with self._cv:
             st = self._studies.get(uid)
             latency = time.monotonic() - st.last if st else float("nan")
