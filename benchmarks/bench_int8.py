@@ -9,7 +9,11 @@ layer is left in float (all others int8): the relative RMS of int8 - fp32 scores
 int8 minus leave-one-out. Groups: the same with whole parts of the network left float
 (every node, so their activations stay float too), and with only the stem in int8. Pool
 rewrite: the features network's int8 speed with ONNX Runtime's int8 AveragePool vs the
-equal depthwise convolution that export uses.
+equal depthwise convolution that export uses. Breakdown: engine + score split into recon,
+features (three passes per image) and the rest of the score, fp32 and full int8, with the
+int8 / fp32 ratios that full int8 would reach.
+
+    python -m benchmarks.bench_int8 --only noise|breakdown   # one section, updated in --out
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/int8_choice_cpu.json")
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["noise"], help="run one section and update it in --out")
+    ap.add_argument("--only", choices=["noise", "breakdown"], help="run one section and update it in --out")
     args = ap.parse_args()
     eng = read_engine(DEMO_ENGINE)
     # the export's calibration images (export.onnx_export.int8_calibration: validation split from index 1000)
@@ -55,11 +59,14 @@ def main() -> None:
                 ts.append(time.perf_counter() - t)
         return 32 / float(np.median(ts))
 
-    if args.only == "noise":
+    if args.only:
         res = json.loads(Path(args.out).read_text())
-        res["score_noise"] = score_noise(eng, probe)
+        if args.only == "noise":
+            res["score_noise"] = score_noise(eng, probe)
+        else:
+            res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-        print(f"updated score_noise in {args.out}")
+        print(f"updated {args.only} in {args.out}")
         return
     res: dict = {"engine": DEMO_ENGINE.name, "calib": f"embedded validation split, {len(calib)} images from index 1000", "probe": f"{len(probe)} validation images ({len(suite.normals)} normals)", "methods": {}}
     fp32_ips = speed(eng, "fp32")
@@ -123,7 +130,7 @@ def main() -> None:
     scorers = {k: Scorer(e, backend="onnxruntime", device="cpu", precision="int8") for k, e in pair.items()}
     x_ph = scorers["depthwise_conv"].recon.infer({"x": x32[:, None]})["x_ph"]
     times: dict = {k: {"engine_score": [], "features": []} for k in pair}
-    for k, sc in scorers.items():
+    for sc in scorers.values():
         sc.score_batch(x32)
     for _ in range(3 if args.quick else 9):
         for k, sc in scorers.items():
@@ -144,9 +151,50 @@ def main() -> None:
     print("pool rewrite", json.dumps(res["pool_rewrite"]), flush=True)
     passing = [k for k, v in res["networks"].items() if v["passed"]] + (["recon+features"] if res["methods"][best]["passed"] else [])
     res["score_noise"] = score_noise(eng, probe)
+    res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
     res["choice"] = {"method": best, "int8_networks": max(passing, key=lambda k: res["networks"].get(k, res["methods"][best])["images_per_s"]) if passing else None}
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(f"choice {res['choice']}; wrote {args.out}")
+
+
+def breakdown(eng, calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
+    """Where the time of engine + score goes at batch 32, fp32 and full int8 (interleaved
+    rounds, ms per image): the recon network, the features network (run three times per
+    image: on x_ph, C(x) and C(x_ph); x's features come with recon), and the rest of the
+    score. Then the bound on int8 / fp32 for engine + score if recon passed in int8 too."""
+    from ra_sdk.export.quantize import add_int8
+
+    from ra_sdk.scorer import Scorer
+
+    full = add_int8(eng, calib)
+    scorers = {"fp32": Scorer(full, backend="onnxruntime", device="cpu", precision="fp32"), "int8": Scorer(full, backend="onnxruntime", device="cpu", precision="int8")}
+    x_ph = scorers["fp32"].recon.infer({"x": x32[:, None]})["x_ph"]
+    parts = ("engine_score", "recon", "features")
+    t: dict = {p: {k: [] for k in parts} for p in scorers}
+    for sc in scorers.values():
+        sc.score_batch(x32)
+    for _ in range(rounds):
+        for p, sc in scorers.items():
+            t0 = time.perf_counter()
+            sc.score_batch(x32)
+            t1 = time.perf_counter()
+            sc.recon.infer({"x": x32[:, None]})
+            t2 = time.perf_counter()
+            sc.features.infer({"x": x_ph})
+            t3 = time.perf_counter()
+            for k, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
+                t[p][k].append(dt)
+    out: dict = {"batch": len(x32), "rounds": rounds, "unit": "ms per image"}
+    for p, sc in scorers.items():
+        m = {k: 1e3 * float(np.median(v)) / len(x32) for k, v in t[p].items()}
+        m["rest_of_score"] = m["engine_score"] - m["recon"] - 3 * m["features"]
+        out[p] = m
+        sc.close()
+    f32, i8 = out["fp32"], out["int8"]
+    out["int8_over_fp32_full_int8"] = f32["engine_score"] / i8["engine_score"]
+    out["int8_over_fp32_networks_only"] = (f32["recon"] + 3 * f32["features"]) / (i8["recon"] + 3 * i8["features"])
+    print("breakdown", json.dumps(out), flush=True)
+    return out
 
 
 def score_noise(eng, probe: np.ndarray, sigmas: tuple[float, ...] = (0.1, 1.0, 4.0)) -> dict:

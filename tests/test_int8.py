@@ -95,9 +95,9 @@ def test_the_int8_pool_rewrite_is_the_same_sums_and_only_for_onnx_runtime(tmp_pa
     QLinearAveragePool; TensorRT's symmetric variant keeps its pools."""
     import onnx
     import onnxruntime as ort
+    from ra_sdk.export.quantize import _prepared, pools_as_depthwise, quantize
 
     from ra_sdk.data.augment import normal_batch
-    from ra_sdk.export.quantize import _prepared, pools_as_depthwise, quantize
 
     blob = read_engine(DEMO_ENGINE).network("features")[1]
     model = onnx.load(str(_prepared(blob, tmp_path)))
