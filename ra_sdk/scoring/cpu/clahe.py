@@ -18,14 +18,13 @@ batch of 2-D images instead of one call per image:
 from __future__ import annotations
 
 import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ...spec import CLAHE_GRAY_LEVELS as NR_OF_GRAY
 from ...spec import CLAHE_NBINS as NBINS
 from ...spec import clahe_clip_count, clahe_kernel_size, clahe_padding, clahe_regions
+from .threads import map_images
 
 
 def stretch_to_14bit(x: np.ndarray) -> np.ndarray:
@@ -177,18 +176,4 @@ def clahe_cpu(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     """
     if x.ndim != 3:
         raise ValueError(f"expected (B, H, W), got shape {x.shape}")
-    b = x.shape[0]
-    n = min(threads or _default_threads(), b)
-    if n <= 1 or b * x.shape[1] * x.shape[2] < 200_000:
-        return _clahe_chunk(x)
-    parts = np.array_split(x, n)
-    return np.concatenate(list(_pool(n).map(_clahe_chunk, parts)))
-
-
-def _default_threads() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
-
-
-@functools.lru_cache(maxsize=4)
-def _pool(n: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="ra-sdk-cpu")
+    return map_images(lambda sl: _clahe_chunk(x[sl]), x.shape[0], x.size, threads=threads)

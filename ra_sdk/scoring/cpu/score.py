@@ -23,6 +23,7 @@ from ...spec import (
     box_kernel1d,
     gaussian_kernel1d,
 )
+from .threads import map_images
 
 #: 'reflect' in scipy.ndimage (d c b a | a b c d | d c b a) is BORDER_REFLECT in OpenCV
 _BORDER = 2  # cv2.BORDER_REFLECT, without importing cv2 at module load
@@ -149,9 +150,13 @@ def feature_distance(
     *,
     weights: Sequence[np.ndarray] | None = None,
     eps: float = FEATURE_EPS,
+    threads: int | None = None,
 ) -> np.ndarray:
     """LPIPS-style map: per level, unit-normalise over channels, squared difference, channel
     weights (ones by default), channel sum, bilinear upsample to ``size``; summed over levels.
+
+    Per image, so large batches go to worker threads in chunks of a few images (whose
+    arrays stay in cache): the same bits as one call on the whole batch.
 
     Args:
         feats_a, feats_b: per level, (B, C_l, h_l, w_l) float arrays.
@@ -161,15 +166,22 @@ def feature_distance(
     """
     if len(feats_a) != len(feats_b) or not feats_a:
         raise ValueError(f"need the same, non-zero number of feature levels, got {len(feats_a)} and {len(feats_b)}")
+    fa = [np.asarray(f, np.float32) for f in feats_a]
+    fb = [np.asarray(f, np.float32) for f in feats_b]
+    ws = None if weights is None else [np.asarray(w, np.float32)[None, :, None, None] for w in weights]
+    b = fa[0].shape[0]
+    return map_images(lambda sl: _feature_distance([f[sl] for f in fa], [f[sl] for f in fb], size, ws, eps), b, b * size[0] * size[1], threads=threads, chunk=4)
+
+
+def _feature_distance(fa: list[np.ndarray], fb: list[np.ndarray], size: tuple[int, int], weights: list[np.ndarray] | None, eps: float) -> np.ndarray:
     total = None
-    for i, (fa, fb) in enumerate(zip(feats_a, feats_b)):
-        fa = np.asarray(fa, np.float32)
-        fb = np.asarray(fb, np.float32)
-        na = fa / (np.sqrt((fa * fa).sum(1, keepdims=True)) + np.float32(eps))
-        nb = fb / (np.sqrt((fb * fb).sum(1, keepdims=True)) + np.float32(eps))
+    e = np.float32(eps)
+    for i, (a, b) in enumerate(zip(fa, fb)):
+        na = a / (np.sqrt((a * a).sum(1, keepdims=True)) + e)
+        nb = b / (np.sqrt((b * b).sum(1, keepdims=True)) + e)
         d = (na - nb) ** 2
         if weights is not None:
-            d = d * np.asarray(weights[i], np.float32)[None, :, None, None]
+            d = d * weights[i]
         up = upsample_bilinear(d.sum(1), size)
         total = up if total is None else total + up
     assert total is not None

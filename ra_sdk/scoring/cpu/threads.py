@@ -1,0 +1,36 @@
+"""The CPU score's worker threads: per-image work split over a small pool (numpy and
+OpenCV release the GIL), only for batches large enough to pay for it, so that one image
+(``Screener.screen_one``) is scored in the calling thread and starts nothing."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+#: below this many pixels (batch x H x W) a batch is scored in the calling thread
+MIN_PIXELS = 200_000
+
+
+def default_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+@functools.lru_cache(maxsize=4)
+def pool(n: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="ra-sdk-cpu")
+
+
+def map_images(fn: Callable[[slice], np.ndarray], batch: int, pixels: int, *, threads: int | None = None, chunk: int | None = None) -> np.ndarray:
+    """``fn`` over slices of the batch, concatenated in order. ``fn`` must treat images
+    independently: each image's result is then the same bits however the batch is cut
+    (tests/test_scoring.py checks that). ``chunk``: images per call (default: one slice per
+    thread); small chunks keep each call's arrays in cache."""
+    n = min(threads or default_threads(), batch)
+    if n <= 1 or pixels < MIN_PIXELS:
+        return fn(slice(0, batch))
+    step = chunk or -(-batch // n)
+    return np.concatenate(list(pool(n).map(fn, [slice(i, min(i + step, batch)) for i in range(0, batch, step)])))
