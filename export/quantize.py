@@ -55,7 +55,7 @@ def pools_as_depthwise(model: Any) -> int:
         shape = shapes.get(node.input[0]) if node.op_type == "AveragePool" else None
         simple = (
             attrs.get("kernel_shape") == [2, 2] and attrs.get("strides") == [2, 2] and not any(attrs.get("pads", [0])) and attrs.get("ceil_mode", 0) == 0
-            and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID")
+            and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID") and attrs.get("dilations", [1, 1]) == [1, 1]
         )
         channels = shape.dim[1].dim_value if shape is not None and len(shape.dim) == 4 else 0
         if not (simple and channels > 0):
