@@ -27,8 +27,17 @@ import numpy as np
 
 
 def main() -> None:
-    from ra_sdk.export.quantize import METHODS, add_int8, fidelity, graph_nodes, quantizable_layers
+    from ra_sdk.export.onnx_export import int8_calibration
+    from ra_sdk.export.quantize import (
+        METHODS,
+        add_int8,
+        fidelity,
+        graph_nodes,
+        quantizable_layers,
+        scores,
+    )
 
+    from ra_sdk.bench import timeit
     from ra_sdk.data import DEMO_ENGINE
     from ra_sdk.data.augment import normal_batch
     from ra_sdk.engine import read_engine
@@ -42,8 +51,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["noise", "breakdown"], help="run one section and update it in --out")
     args = ap.parse_args()
     eng = read_engine(DEMO_ENGINE)
-    # the export's calibration images (export.onnx_export.int8_calibration: validation split from index 1000)
-    calib = normal_batch("val", 64 if args.quick else args.calib_images, start=1000)[:, None]
+    calib, calib_desc = int8_calibration(eng.meta.preset, "embedded", None, 64 if args.quick else args.calib_images)  # the export's images
     suite = synthetic_suite(16 if args.quick else 96, 2 if args.quick else 12, split="val", seed=5)
     probe = np.concatenate([suite.normals, *[imgs for imgs, _ in suite.sets.values()]])
     anomalous = np.r_[np.zeros(len(suite.normals), bool), np.ones(len(probe) - len(suite.normals), bool)]
@@ -51,28 +59,23 @@ def main() -> None:
 
     def speed(e, precision):
         with Scorer(e, backend="onnxruntime", device="cpu", precision=precision) as sc:
-            sc.score_batch(x32)
-            ts = []
-            for _ in range(3 if args.quick else 7):
-                t = time.perf_counter()
-                sc.score_batch(x32)
-                ts.append(time.perf_counter() - t)
-        return 32 / float(np.median(ts))
+            return 32 / timeit(lambda: sc.score_batch(x32), warmup=1, repeat=3 if args.quick else 7)["median_s"]
 
+    ref = scores(eng, probe, "fp32")  # every candidate keeps the fp32 networks: scored once
     if args.only:
         res = json.loads(Path(args.out).read_text())
         if args.only == "noise":
-            res["score_noise"] = score_noise(eng, probe)
+            res["score_noise"] = score_noise(eng, probe, ref)
         else:
             res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
         print(f"updated {args.only} in {args.out}")
         return
-    res: dict = {"engine": DEMO_ENGINE.name, "calib": f"embedded validation split, {len(calib)} images from index 1000", "probe": f"{len(probe)} validation images ({len(suite.normals)} normals)", "methods": {}}
+    res: dict = {"engine": DEMO_ENGINE.name, "calib": calib_desc, "probe": f"{len(probe)} validation images ({len(suite.normals)} normals)", "methods": {}}
     fp32_ips = speed(eng, "fp32")
     for method in ("minmax",) if args.quick else METHODS:
         e8 = add_int8(eng, calib, method=method)
-        f = fidelity(e8, probe, anomalous)
+        f = fidelity(e8, probe, anomalous, reference=ref)
         f["images_per_s"], f["fp32_images_per_s"] = speed(e8, "int8"), fp32_ips
         res["methods"][method] = f
         print(method, json.dumps(f), flush=True)
@@ -82,24 +85,20 @@ def main() -> None:
     # which networks: full int8, or one network int8 and the other fp32
     for nets in (("recon",), ("features",)):
         e8 = add_int8(eng, calib, method=best, networks=nets)
-        f = fidelity(e8, probe, anomalous)
+        f = fidelity(e8, probe, anomalous, reference=ref)
         f["images_per_s"] = speed(e8, "int8")
         res.setdefault("networks", {})["+".join(nets)] = f
         print("int8 only", nets, json.dumps(f), flush=True)
 
-    def rel_rms(e) -> float:
-        out = {}
-        for p in ("fp32", "int8"):
-            with Scorer(e, backend="onnxruntime", device="cpu", precision=p) as sc:
-                out[p] = sc.score(probe, maps=False, recons=False)[1]
-        return float(np.sqrt(np.mean((out["int8"] - out["fp32"]) ** 2)) / np.sqrt(np.mean(out["fp32"] ** 2)))
+    def int8_rel_rms(e) -> float:
+        return rel_rms(scores(e, probe, "int8"), ref)
 
     # per-layer sensitivity of the recon network (the sensitive one): leave one layer float
     layers = quantizable_layers(eng.network("recon")[1])
-    full = rel_rms(add_int8(eng, calib, method=best, networks=("recon",)))
+    full = int8_rel_rms(add_int8(eng, calib, method=best, networks=("recon",)))
     sens = []
     for name in layers[: 4 if args.quick else None]:
-        err = rel_rms(add_int8(eng, calib, method=best, networks=("recon",), float_layers=[name]))
+        err = int8_rel_rms(add_int8(eng, calib, method=best, networks=("recon",), float_layers=[name]))
         sens.append({"layer": name, "score_rel_rms_if_float": err, "gain": full - err})
         print(f"{name:<60} {err:.5f} (gain {full - err:+.5f})", flush=True)
     sens.sort(key=lambda r: -r["gain"])
@@ -118,8 +117,8 @@ def main() -> None:
     res["groups"] = {"network": "recon", "score_rel_rms_all_int8": full}
     for name, float_nodes in groups.items():
         e8 = add_int8(eng, calib, method=best, networks=("recon",), float_layers=float_nodes)
-        f = fidelity(e8, probe, anomalous)
-        f["score_rel_rms"], f["float_nodes"] = rel_rms(e8), len(float_nodes)
+        f = fidelity(e8, probe, anomalous, reference=ref)
+        f["score_rel_rms"], f["float_nodes"] = int8_rel_rms(e8), len(float_nodes)
         res["groups"][name] = f
         print(f"{name:<20} Spearman {f['spearman']:.5f} flags {f['flags_identical']:.4f} rel rms {f['score_rel_rms']:.5f}", flush=True)
 
@@ -127,34 +126,47 @@ def main() -> None:
     # equal depthwise QLinearConv; both engines timed in interleaved rounds (engine + score,
     # and the features network alone)
     pair = {key: add_int8(eng, calib, method=best, networks=("features",), depthwise_pools=dw) for key, dw in (("average_pool", False), ("depthwise_conv", True))}
-    scorers = {k: Scorer(e, backend="onnxruntime", device="cpu", precision="int8") for k, e in pair.items()}
-    x_ph = scorers["depthwise_conv"].recon.infer({"x": x32[:, None]})["x_ph"]
-    times: dict = {k: {"engine_score": [], "features": []} for k in pair}
-    for sc in scorers.values():
-        sc.score_batch(x32)
-    for _ in range(3 if args.quick else 9):
-        for k, sc in scorers.items():
-            t = time.perf_counter()
-            sc.score_batch(x32)
-            times[k]["engine_score"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            sc.features.infer({"x": x_ph})
-            times[k]["features"].append(time.perf_counter() - t)
-    res["pool_rewrite"] = {"rounds": len(times["average_pool"]["features"]), "batch": 32}
+    ms = interleaved({k: Scorer(e, backend="onnxruntime", device="cpu", precision="int8") for k, e in pair.items()}, x32, 3 if args.quick else 9)
+    res["pool_rewrite"] = {"rounds": 3 if args.quick else 9, "batch": len(x32)}
     for k, e in pair.items():
-        res["pool_rewrite"][k] = {
-            "engine_score_images_per_s": 32 / float(np.median(times[k]["engine_score"])),
-            "features_images_per_s": 32 / float(np.median(times[k]["features"])),
-            "spearman": fidelity(e, probe, anomalous)["spearman"],
-        }
-        scorers[k].close()
+        res["pool_rewrite"][k] = {"engine_score_images_per_s": 1e3 / ms[k]["engine_score"], "features_images_per_s": 1e3 / ms[k]["features"],
+                                  "spearman": fidelity(e, probe, anomalous, reference=ref)["spearman"]}
     print("pool rewrite", json.dumps(res["pool_rewrite"]), flush=True)
     passing = [k for k, v in res["networks"].items() if v["passed"]] + (["recon+features"] if res["methods"][best]["passed"] else [])
-    res["score_noise"] = score_noise(eng, probe)
+    res["score_noise"] = score_noise(eng, probe, ref)
     res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
     res["choice"] = {"method": best, "int8_networks": max(passing, key=lambda k: res["networks"].get(k, res["methods"][best])["images_per_s"]) if passing else None}
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(f"choice {res['choice']}; wrote {args.out}")
+
+
+def rel_rms(s: np.ndarray, ref: np.ndarray) -> float:
+    """Relative RMS of a score change: |s - ref| / |ref| (root mean squares)."""
+    return float(np.sqrt(np.mean((s - ref) ** 2)) / np.sqrt(np.mean(ref**2)))
+
+
+def interleaved(scorers: dict, x32: np.ndarray, rounds: int) -> dict:
+    """Median ms per image of engine + score, of the recon network and of one features pass,
+    for each scorer, timed in interleaved rounds (so the machine's drift hits all alike);
+    closes the scorers."""
+    parts = ("engine_score", "recon", "features")
+    x_ph = next(iter(scorers.values())).recon.infer({"x": x32[:, None]})["x_ph"]
+    t: dict = {k: {p: [] for p in parts} for k in scorers}
+    for sc in scorers.values():
+        sc.score_batch(x32)  # warm-up
+    for _ in range(rounds):
+        for k, sc in scorers.items():
+            t0 = time.perf_counter()
+            sc.score_batch(x32)
+            t1 = time.perf_counter()
+            sc.recon.infer({"x": x32[:, None]})
+            t2 = time.perf_counter()
+            sc.features.infer({"x": x_ph})
+            for p, dt in zip(parts, (t1 - t0, t2 - t1, time.perf_counter() - t2)):
+                t[k][p].append(dt)
+    for sc in scorers.values():
+        sc.close()
+    return {k: {p: 1e3 * float(np.median(v)) / len(x32) for p, v in t[k].items()} for k in scorers}
 
 
 def breakdown(eng, calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
@@ -167,29 +179,11 @@ def breakdown(eng, calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
     from ra_sdk.scorer import Scorer
 
     full = add_int8(eng, calib)
-    scorers = {"fp32": Scorer(full, backend="onnxruntime", device="cpu", precision="fp32"), "int8": Scorer(full, backend="onnxruntime", device="cpu", precision="int8")}
-    x_ph = scorers["fp32"].recon.infer({"x": x32[:, None]})["x_ph"]
-    parts = ("engine_score", "recon", "features")
-    t: dict = {p: {k: [] for k in parts} for p in scorers}
-    for sc in scorers.values():
-        sc.score_batch(x32)
-    for _ in range(rounds):
-        for p, sc in scorers.items():
-            t0 = time.perf_counter()
-            sc.score_batch(x32)
-            t1 = time.perf_counter()
-            sc.recon.infer({"x": x32[:, None]})
-            t2 = time.perf_counter()
-            sc.features.infer({"x": x_ph})
-            t3 = time.perf_counter()
-            for k, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
-                t[p][k].append(dt)
     out: dict = {"batch": len(x32), "rounds": rounds, "unit": "ms per image"}
-    for p, sc in scorers.items():
-        m = {k: 1e3 * float(np.median(v)) / len(x32) for k, v in t[p].items()}
+    out |= interleaved({p: Scorer(full, backend="onnxruntime", device="cpu", precision=p) for p in ("fp32", "int8")}, x32, rounds)
+    for p in ("fp32", "int8"):
+        m = out[p]
         m["rest_of_score"] = m["engine_score"] - m["recon"] - 3 * m["features"]
-        out[p] = m
-        sc.close()
     f32, i8 = out["fp32"], out["int8"]
     out["int8_over_fp32_full_int8"] = f32["engine_score"] / i8["engine_score"]
     out["int8_over_fp32_networks_only"] = (f32["recon"] + 3 * f32["features"]) / (i8["recon"] + 3 * i8["features"])
@@ -197,17 +191,16 @@ def breakdown(eng, calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
     return out
 
 
-def score_noise(eng, probe: np.ndarray, sigmas: tuple[float, ...] = (0.1, 1.0, 4.0)) -> dict:
+def score_noise(eng, probe: np.ndarray, ref: np.ndarray, sigmas: tuple[float, ...] = (0.1, 1.0, 4.0)) -> dict:
     """The yardstick for the int8 figures: how far the fp32 scores move when only white
     Gaussian noise of sigma/255 is added to the reconstruction (the score reads it through
-    CLAHE's 256-bin histograms, a step function of the pixel values)."""
+    CLAHE's 256-bin histograms, a step function of the pixel values). ``ref``: the fp32 scores."""
     from ra_sdk import metrics
     from ra_sdk.scorer import Scorer
 
     out: dict = {"what": "fp32 scores with N(0, sigma/255) added to x_ph, against fp32", "images": len(probe)}
     rng = np.random.default_rng(0)
     with Scorer(eng, backend="onnxruntime", device="cpu", precision="fp32") as sc:
-        ref = sc.score(probe, maps=False, recons=False)[1]
         infer = sc.recon.infer
         for sigma in sigmas:
 
@@ -218,7 +211,7 @@ def score_noise(eng, probe: np.ndarray, sigmas: tuple[float, ...] = (0.1, 1.0, 4
 
             sc.recon.infer = noisy  # type: ignore[method-assign]
             s = sc.score(probe, maps=False, recons=False)[1]
-            out[f"sigma_{sigma:g}"] = {"spearman": metrics.spearman(ref, s), "score_rel_rms": float(np.sqrt(np.mean((s - ref) ** 2)) / np.sqrt(np.mean(ref**2)))}
+            out[f"sigma_{sigma:g}"] = {"spearman": metrics.spearman(ref, s), "score_rel_rms": rel_rms(s, ref)}
             print(f"x_ph + N(0, {sigma:g}/255): {out[f'sigma_{sigma:g}']}", flush=True)
     return out
 

@@ -201,20 +201,14 @@ INT8_CANDIDATES = (("recon", "features"), ("features",), ("recon",))
 
 def int8_calibration(preset: Preset, calib: str | Path, heldout: dict[str, Any] | None, n: int) -> tuple[np.ndarray, str]:
     """(N, 1, S, S) normal images to calibrate int8 on (the validation side, never test):
-    "auto" = the training run's held-out studies, else (brain MRI) the embedded validation
-    split; "embedded"; or a folder of normal studies."""
-    from ra_sdk.data.augment import normal_batch
-    from ra_sdk.io import read_folder_images
+    the normals of :func:`ra_sdk.calibration.normal_images` ("auto", "embedded" from index
+    1000, or a folder), at most ``n``."""
+    from ra_sdk.calibration import normal_images
 
-    if str(calib) == "auto" and heldout and Path(heldout["root"]).is_dir():
-        imgs = read_folder_images(heldout["root"], preset, only=heldout["studies"])[:n]
-        return imgs[:, None], f"held-out split of the training run ({len(imgs)} images)"
-    if str(calib) in ("auto", "embedded"):
-        if preset.modality != "MR":
-            raise ExportError(f"int8 calibration of a {preset.name} engine needs its own normals: --calib DIR (studies not used for training)")
-        return normal_batch("val", n, start=1000, size=preset.size)[:, None], f"embedded validation split ({n} images from index 1000)"
-    imgs = read_folder_images(calib, preset)[:n]
-    return imgs[:, None], f"{Path(calib).name}: {len(imgs)} images"
+    images, desc = normal_images(calib, preset, n=n, heldout=heldout, start=1000, option="--calib")
+    if len(images) > n:
+        images, desc = images[:n], f"{desc}; the first {n}"
+    return images[:, None], desc
 
 
 def add_int8_networks(meta: EngineMeta, members: dict[str, bytes], path: Path, *, calib: str | Path, n: int, method: str) -> tuple[EngineMeta, dict[str, bytes]]:
@@ -225,7 +219,7 @@ def add_int8_networks(meta: EngineMeta, members: dict[str, bytes], path: Path, *
     from ra_sdk.engine import Engine
     from ra_sdk.evaluation import synthetic_suite
 
-    from .quantize import add_int8, fidelity, info
+    from .quantize import add_int8, fidelity, info, scores
 
     images, desc = int8_calibration(meta.preset, calib, meta.source.get("heldout"), n)
     if meta.preset.modality == "MR":
@@ -237,12 +231,13 @@ def add_int8_networks(meta: EngineMeta, members: dict[str, bytes], path: Path, *
         k = max(10, len(images) // 5)
         probe, anomalous, calib_imgs = images[-k:, 0], None, images[:-k]
     base = Engine(path, meta, members)
+    reference = scores(base, probe, "fp32")  # the fp32 networks are the same in every candidate
     attempts: dict[str, Any] = {}
     for nets in INT8_CANDIDATES:
         if not all(name in meta.networks for name in nets):
             continue
         candidate = add_int8(base, calib_imgs, method=method, networks=nets)
-        f = fidelity(candidate, probe, anomalous)
+        f = fidelity(candidate, probe, anomalous, reference=reference)
         attempts["+".join(nets)] = f
         log.info("int8 %s: %s", "+".join(nets), f)
         if f["passed"]:

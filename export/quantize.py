@@ -159,20 +159,25 @@ def add_int8(engine: Any, calib: np.ndarray, *, method: str = "minmax", float_la
     return Engine(engine.path, meta, members)
 
 
-def fidelity(engine: Any, images: np.ndarray, anomalous: np.ndarray | None = None, *, percentile: float = 95.0, threshold: float | None = None) -> dict[str, Any]:
-    """int8 against fp32 image scores of ``engine`` on ``images`` (B, H, W), with the
-    product's scorer: Spearman, identical flags at ``threshold`` (default: the
-    ``percentile`` of the fp32 normals' scores), and (with ``anomalous`` labels) the AUROC
-    change. ``passed`` applies the bar:
-    Spearman >= 0.995, flags identical on >= 99%, |AUROC change| <= 0.01."""
-    from ra_sdk import metrics
+def scores(engine: Any, images: np.ndarray, precision: str) -> np.ndarray:
+    """Image scores of ``engine`` at ``precision`` with ONNX Runtime on the CPU (the product's scorer)."""
     from ra_sdk.scorer import Scorer
 
-    scores = {}
-    for precision in ("fp32", "int8"):
-        with Scorer(engine, backend="onnxruntime", device="cpu", precision=precision) as sc:
-            scores[precision] = sc.score(images, maps=False, recons=False)[1]
-    a, b = scores["fp32"], scores["int8"]
+    with Scorer(engine, backend="onnxruntime", device="cpu", precision=precision) as sc:
+        return sc.score(images, maps=False, recons=False)[1]
+
+
+def fidelity(engine: Any, images: np.ndarray, anomalous: np.ndarray | None = None, *, percentile: float = 95.0, threshold: float | None = None, reference: np.ndarray | None = None) -> dict[str, Any]:
+    """int8 against fp32 image scores of ``engine`` on ``images`` (B, H, W), with the
+    product's scorer: Spearman, identical flags at ``threshold`` (default: the
+    ``percentile`` of the fp32 normals' scores) and (with ``anomalous`` labels) the AUROC
+    change. ``reference``: the fp32 scores when already known (candidates that share the
+    fp32 networks score them once). ``passed`` applies the bar:
+    Spearman >= 0.995, flags identical on >= 99%, |AUROC change| <= 0.01."""
+    from ra_sdk import metrics
+
+    a = scores(engine, images, "fp32") if reference is None else np.asarray(reference, np.float64)
+    b = scores(engine, images, "int8")
     normal = np.ones(len(a), bool) if anomalous is None else ~anomalous
     thr = float(np.percentile(a[normal], percentile)) if threshold is None else threshold
     out: dict[str, Any] = {

@@ -172,7 +172,8 @@ def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1
     combos = [("onnxruntime", "cpu", "fp32")]
     if any(k.endswith("_fp16") for k in eng.meta.networks):
         combos.append(("onnxruntime", "cpu", "fp16"))
-    if any(k.endswith("_int8") for k in eng.meta.networks):
+    has_int8 = any(k.endswith("_int8") for k in eng.meta.networks)
+    if has_int8:
         combos.append(("onnxruntime", "cpu", "int8"))
     torch_ok = is_installed("torch") and ("model.safetensors" in eng.members or is_installed("onnx"))
     if torch_ok:
@@ -225,7 +226,6 @@ def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "demo"
         write_demo_studies(root, DemoSpec(n_normal=n_studies, n_per_type=max(1, n_studies // 10), n_volumes=2))
-        has_int8 = any(k.endswith("_int8") for k in eng.meta.networks)
         screeners = {p: Screener(eng, backend="onnxruntime", device="cpu", precision=p) for p in (("fp32", "int8") if has_int8 else ("fp32",))}
         ref = None
         if torch_ok and is_installed("skimage") and is_installed("scipy"):

@@ -19,30 +19,30 @@ from .scorer import Scorer
 log = logging.getLogger(__name__)
 
 
-def normal_images(source: str | Path, preset: Preset, *, n: int = 256, heldout: dict[str, Any] | None = None) -> tuple[np.ndarray, str]:
-    """(images (N, size, size), description) of the normals to calibrate on.
+def normal_images(source: str | Path, preset: Preset, *, n: int = 256, heldout: dict[str, Any] | None = None, start: int = 0, option: str = "--normals") -> tuple[np.ndarray, str]:
+    """(images (N, size, size), description) of normals to calibrate on (the operating
+    point here; int8 ranges in :func:`ra_sdk.export.onnx_export.int8_calibration`).
 
     ``"auto"``: the studies the engine's training run held out (``heldout``: its root and
     study ids, from the engine's metadata), else, for a brain MRI engine, the embedded
-    data's validation split. ``"embedded"``: that validation split (brain MRI only; never
-    used for training or testing). A folder: every screened slice of the studies under it.
+    data's validation split. ``"embedded"``: ``n`` images of that validation split from
+    index ``start`` (brain MRI only; never used for training or testing). A folder: every
+    screened slice of the studies under it. ``option``: the command-line option named in
+    the error when an engine needs its own normals.
     """
     from .errors import ConfigError
     from .io import read_folder_images
 
-    if str(source) == "auto":
-        if heldout and Path(heldout["root"]).is_dir():
-            images = read_folder_images(heldout["root"], preset, only=heldout["studies"])
-            return images, f"held-out split of the training run ({len(heldout['studies'])} studies, {len(images)} images)"
+    if str(source) == "auto" and heldout and Path(heldout["root"]).is_dir():
+        images = read_folder_images(heldout["root"], preset, only=heldout["studies"])
+        return images, f"held-out split of the training run ({len(heldout['studies'])} studies, {len(images)} images)"
+    if str(source) in ("auto", "embedded"):
         if preset.modality != "MR":
-            raise ConfigError(f"this {preset.name} engine records no held-out split it can reach; calibrate it with --normals DIR of normal studies that were not used for training")
-        source = "embedded"
-    if str(source) == "embedded":
-        if preset.modality != "MR":
-            raise ConfigError(f"the embedded normals are brain MRI slices; a {preset.name} engine needs --normals DIR of its own normal studies")
+            raise ConfigError(f"a {preset.name} engine needs its own normals: {option} DIR of normal studies not used for training "
+                              "(it records no held-out split that can be read here, and the embedded normals are brain MRI)")
         from .data.augment import normal_batch
 
-        return normal_batch("val", n, size=preset.size), f"embedded validation split ({n} images)"
+        return normal_batch("val", n, start=start, size=preset.size), f"embedded validation split ({n} images" + (f" from index {start})" if start else ")")
     out = read_folder_images(source, preset)
     return out, f"{Path(source).name}: {len(out)} images"
 

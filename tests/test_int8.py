@@ -80,13 +80,17 @@ def test_an_int8_network_that_fails_the_bar_is_refused(tmp_path, monkeypatch):
 def test_calibrating_int8_of_a_radiograph_engine_needs_its_own_normals():
     from ra_sdk.export.onnx_export import int8_calibration
 
-    from ra_sdk.errors import ExportError
+    from ra_sdk.calibration import normal_images
+    from ra_sdk.errors import ConfigError
     from ra_sdk.preprocess import get_preset
 
-    with pytest.raises(ExportError, match="needs its own normals"):
-        int8_calibration(get_preset("chest-xray"), "auto", None, 16)
+    for calib in ("auto", "embedded"):
+        with pytest.raises(ConfigError, match="chest-xray engine needs its own normals: --calib DIR"):
+            int8_calibration(get_preset("chest-xray"), calib, None, 16)
+    with pytest.raises(ConfigError, match="needs its own normals: --normals DIR"):  # ra-sdk calibrate names its own option
+        normal_images("auto", get_preset("chest-xray"))
     imgs, desc = int8_calibration(get_preset("brain-mri-t1"), "auto", None, 16)
-    assert imgs.shape == (16, 1, 128, 128) and "validation" in desc
+    assert imgs.shape == (16, 1, 128, 128) and desc == "embedded validation split (16 images from index 1000)"
 
 
 def test_the_int8_pool_rewrite_is_the_same_sums_and_only_for_onnx_runtime(tmp_path):

@@ -134,3 +134,25 @@ def test_bring_your_own_normals_recipe(tmp_path, monkeypatch):
     out = cli("data", "preview", "--preset", "chest-xray", "--data", str(mixed), "--out", str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").exists() and "uniform borders cropped" in out
     assert BORDER_VALUE > 0
+
+
+def test_data_preview_shows_what_the_model_sees_and_refuses_what_screening_refuses(tmp_path):
+    """``ra-sdk data preview --data``: one tile per study through the preset (the collimator
+    crop noted), and a study that screening would refuse gets screening's one-line reason."""
+    import cv2
+
+    write_normals(tmp_path / "n", n_dicom=2, n_png=1)
+    (tmp_path / "n" / "dx" / "broken.dcm").write_bytes(b"DICM" * 10)
+    r = CliRunner().invoke(main, ["data", "preview", "--preset", "chest-xray", "--data", str(tmp_path / "n"), "--out", str(tmp_path / "p.png")])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    ok = [ln for ln in lines if ln.startswith("ok ")]
+    bad = [ln for ln in lines if ln.startswith("error ")]
+    assert len(ok) == 3 and all("-> 128x128" in ln and "uniform borders cropped" in ln for ln in ok)
+    assert len(bad) == 1 and "broken.dcm" in bad[0]
+    grid = cv2.imread(str(tmp_path / "p.png"), cv2.IMREAD_UNCHANGED)
+    assert grid.shape == (128 + 14, 6 * 128)  # one row of 6 tiles (4 studies, 2 blank)
+    studies = [ln for ln in lines if ln.startswith(("ok ", "error "))]  # in tile order
+    tiles = [grid[14:, 128 * k : 128 * (k + 1)] for k in range(4)]
+    for line, tile in zip(studies, tiles):
+        assert (tile.max() == 0) == line.startswith("error ")  # a refused study's tile stays dark

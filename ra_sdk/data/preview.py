@@ -10,27 +10,28 @@ import numpy as np
 def preview_folder(data: str | Path, preset_name: str, out: str | Path, *, n: int = 24, columns: int = 6) -> tuple[Path, list[str]]:
     """Write ``out``: up to ``n`` studies of ``data`` preprocessed by the preset (the driving
     middle slice of each, at the model size), each labelled with its study id and what the
-    preprocessing did (crop, notes); failures as dark tiles with their error kind. Returns
-    (path, one line per study)."""
+    preprocessing did (crop, notes); studies that screening would refuse as dark tiles, with
+    the same one-line reason. Returns (path, one line per study)."""
     import cv2
 
     from ..errors import ReadError
-    from ..io import discover, read_study
+    from ..io import discover
+    from ..io.limits import DEFAULT_BUDGET_BYTES
     from ..io.write import write_png
-    from ..preprocess import get_preset, prepare_stack
+    from ..preprocess import get_preset
+    from ..screen import prepare
 
     preset = get_preset(preset_name)
     s = preset.size
     tiles, lines = [], []
     for study in discover(data)[:n]:
         tile = np.zeros((s + 14, s), np.uint8)
-        try:
-            sl = read_study(study, apply_voi=preset.apply_voi)
-            stack = prepare_stack(sl.pixels, preset, where=study.id)
-            tile[14:] = (stack.images[len(stack.images) // 2] * 255).astype(np.uint8)
-            lines.append(f"ok    {study.id}: {sl.pixels.shape[1]}x{sl.pixels.shape[2]} -> {s}x{s}" + (f"  [{'; '.join(sl.notes + stack.notes)}]" if sl.notes or stack.notes else ""))
-        except ReadError as err:
-            lines.append(f"error {study.id}: {err.kind}: {err.reason}")
+        p = prepare(study, preset, max_bytes=DEFAULT_BUDGET_BYTES)  # what screening does, bad input included
+        if p.error is None and p.images is not None:
+            tile[14:] = (p.images[len(p.images) // 2] * 255).astype(np.uint8)
+            lines.append(f"ok    {study.id}: {len(p.images)} image(s) -> {s}x{s}" + (f"  [{'; '.join(p.notes)}]" if p.notes else ""))
+        else:
+            lines.append(f"error {study.id}: {p.error_kind}: {p.error}")
         cv2.putText(tile, study.id[-22:], (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.3, 255, 1, cv2.LINE_AA)
         tiles.append(tile)
     if not tiles:

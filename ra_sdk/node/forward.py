@@ -58,8 +58,8 @@ class Job:
 class Forwarder:
     """A thread that sends outbox jobs in order; ``put`` a job after its journal line."""
 
-    def __init__(self, out: Path, dest: Destination, ae_title: str, *, ssl_context: Any = None):
-        self.out, self.dest, self.ae_title, self.ssl = Path(out), dest, ae_title, ssl_context
+    def __init__(self, out: Path, dest: Destination, ae_title: str):
+        self.out, self.dest, self.ae_title = Path(out), dest, ae_title
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.stop_event = threading.Event()
         self.sent_path = self.out / SENT
@@ -123,8 +123,7 @@ class Forwarder:
         ae = AE(ae_title=self.ae_title)
         for uid in (SC_STORAGE, SEG_STORAGE):
             ae.add_requested_context(uid, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
-        tls = (self.ssl, self.dest.host) if self.ssl is not None else None
-        assoc = ae.associate(self.dest.host, self.dest.port, ae_title=self.dest.ae_title, tls_args=tls)
+        assoc = ae.associate(self.dest.host, self.dest.port, ae_title=self.dest.ae_title)
         if not assoc.is_established:
             return "association rejected or no answer"
         try:
