@@ -34,6 +34,7 @@ def main() -> None:
         fidelity,
         graph_nodes,
         quantizable_layers,
+        rel_rms,
         scores,
     )
 
@@ -48,7 +49,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/int8_choice_cpu.json")
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["noise", "breakdown"], help="run one section and update it in --out")
+    ap.add_argument("--only", choices=["noise", "breakdown", "edges"], help="run one section and update it in --out")
     args = ap.parse_args()
     eng = read_engine(DEMO_ENGINE)
     calib, calib_desc = int8_calibration(eng.meta.preset, "embedded", None, 64 if args.quick else args.calib_images)  # the export's images
@@ -66,6 +67,8 @@ def main() -> None:
         res = json.loads(Path(args.out).read_text())
         if args.only == "noise":
             res["score_noise"] = score_noise(eng, probe, ref)
+        elif args.only == "edges":
+            res["edges"] = edges(eng, calib, probe, anomalous, ref, x32, 3 if args.quick else 9)
         else:
             res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
@@ -118,7 +121,7 @@ def main() -> None:
     for name, float_nodes in groups.items():
         e8 = add_int8(eng, calib, method=best, networks=("recon",), float_layers=float_nodes)
         f = fidelity(e8, probe, anomalous, reference=ref)
-        f["score_rel_rms"], f["float_nodes"] = int8_rel_rms(e8), len(float_nodes)
+        f["float_nodes"] = len(float_nodes)
         res["groups"][name] = f
         print(f"{name:<20} Spearman {f['spearman']:.5f} flags {f['flags_identical']:.4f} rel rms {f['score_rel_rms']:.5f}", flush=True)
 
@@ -135,14 +138,10 @@ def main() -> None:
     passing = [k for k, v in res["networks"].items() if v["passed"]] + (["recon+features"] if res["methods"][best]["passed"] else [])
     res["score_noise"] = score_noise(eng, probe, ref)
     res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
+    res["edges"] = edges(eng, calib, probe, anomalous, ref, x32, 3 if args.quick else 9)
     res["choice"] = {"method": best, "int8_networks": max(passing, key=lambda k: res["networks"].get(k, res["methods"][best])["images_per_s"]) if passing else None}
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(f"choice {res['choice']}; wrote {args.out}")
-
-
-def rel_rms(s: np.ndarray, ref: np.ndarray) -> float:
-    """Relative RMS of a score change: |s - ref| / |ref| (root mean squares)."""
-    return float(np.sqrt(np.mean((s - ref) ** 2)) / np.sqrt(np.mean(ref**2)))
 
 
 def interleaved(scorers: dict, x32: np.ndarray, rounds: int) -> dict:
@@ -191,10 +190,45 @@ def breakdown(eng, calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
     return out
 
 
+def edges(eng, calib: np.ndarray, probe: np.ndarray, anomalous: np.ndarray, ref: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
+    """The export's int8 candidates (export.onnx_export.INT8_CANDIDATES) that quantize both
+    networks: full int8, then the reconstruction's float edges (its output head, then also
+    its first 1, 2, 3 layers deep), each with its fidelity on the validation probe and its
+    engine + score speed, timed in interleaved rounds with fp32 (ms per image, batch 32)."""
+    from ra_sdk.export.onnx_export import candidate_name
+    from ra_sdk.export.quantize import add_int8, fidelity, float_edges
+
+    from ra_sdk.scorer import Scorer
+
+    nets = ("recon", "features")
+    cache: dict = {}
+    out: dict = {"rounds": rounds, "batch": len(x32), "candidates": {}}
+    engines = {}
+    for depth in (None, 0, 1, 2, 3):
+        fl = {"recon": float_edges(eng.network("recon")[1], depth=depth, tail=["x_ph"])} if depth is not None else {}
+        e8 = add_int8(eng, calib, networks=nets, float_layers=fl, cache=cache)
+        name = candidate_name(nets, depth) + (" (beyond the export's candidates)" if depth == 3 else "")
+        f = fidelity(e8, probe, anomalous, reference=ref)
+        f["float_layers"] = fl.get("recon", [])
+        out["candidates"][name] = f
+        engines[name] = e8
+        print(f"{name:<70} Spearman {f['spearman']:.5f} flags {f['flags_identical']:.4f} passed {f['passed']}", flush=True)
+    ms = interleaved({"fp32": Scorer(eng, backend="onnxruntime", device="cpu", precision="fp32")}
+                     | {k: Scorer(e, backend="onnxruntime", device="cpu", precision="int8") for k, e in engines.items()}, x32, rounds)
+    out["fp32_ms_per_image"] = ms["fp32"]
+    for k in engines:
+        out["candidates"][k]["ms_per_image"] = ms[k]
+        out["candidates"][k]["engine_score_int8_over_fp32"] = ms["fp32"]["engine_score"] / ms[k]["engine_score"]
+        print(f"{k:<70} engine + score {1e3 / ms[k]['engine_score']:.1f} images/s, {out['candidates'][k]['engine_score_int8_over_fp32']:.2f}x fp32", flush=True)
+    return out
+
+
 def score_noise(eng, probe: np.ndarray, ref: np.ndarray, sigmas: tuple[float, ...] = (0.1, 1.0, 4.0)) -> dict:
     """The yardstick for the int8 figures: how far the fp32 scores move when only white
     Gaussian noise of sigma/255 is added to the reconstruction (the score reads it through
     CLAHE's 256-bin histograms, a step function of the pixel values). ``ref``: the fp32 scores."""
+    from ra_sdk.export.quantize import rel_rms
+
     from ra_sdk import metrics
     from ra_sdk.scorer import Scorer
 

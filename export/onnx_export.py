@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,8 +196,25 @@ def export_checkpoint(
     return write_engine(out, meta, members)
 
 
-#: candidate sets of int8 networks, fastest first; the first to pass the bar is kept
-INT8_CANDIDATES = (("recon", "features"), ("features",), ("recon",))
+#: candidates, fastest first (the first to pass the bar is kept): the int8 networks, and
+#: for the recon network the float edges (:func:`ra_sdk.export.quantize.float_edges`) as
+#: (layers from the input kept float, or None for none and no float tail either). Full int8
+#: first; then the reconstruction's output head float, then also its first layers (1, then 2
+#: deep); then the features network alone, then recon alone. How each fares on the bundled
+#: model: benchmarks/results/int8_choice_cpu.json, "edges".
+INT8_CANDIDATES: tuple[tuple[tuple[str, ...], int | None], ...] = (
+    (("recon", "features"), None), (("recon", "features"), 0), (("recon", "features"), 1), (("recon", "features"), 2),
+    (("features",), None), (("recon",), None),
+)
+
+
+def candidate_name(nets: Sequence[str], depth: int | None) -> str:
+    """How an int8 candidate is named in the engine's record: "recon+features", with the
+    reconstruction's float edges as "(recon float: output head, first 2 layers deep)"."""
+    name = "+".join(nets)
+    if depth is None or "recon" not in nets:
+        return name
+    return f"{name} (recon float: output head" + (f", first {depth} layer{'s' if depth > 1 else ''} deep)" if depth else ")")
 
 
 def int8_calibration(preset: Preset, calib: str | Path, heldout: dict[str, Any] | None, n: int) -> tuple[np.ndarray, str]:
@@ -213,13 +231,14 @@ def int8_calibration(preset: Preset, calib: str | Path, heldout: dict[str, Any] 
 
 def add_int8_networks(meta: EngineMeta, members: dict[str, bytes], path: Path, *, calib: str | Path, n: int, method: str) -> tuple[EngineMeta, dict[str, bytes]]:
     """Quantize the networks (U8S8 QDQ, :mod:`ra_sdk.export.quantize`) and keep the first
-    candidate set that passes the fidelity bar on validation images: Spearman >= 0.995,
+    of :data:`INT8_CANDIDATES` (fastest first) that passes the fidelity bar on validation
+    images: Spearman >= 0.995,
     flags identical on >= 99%, |AUROC change| <= 0.01 (validation synthetic anomalies for
     brain MRI; a fifth of the calibration normals held back otherwise)."""
     from ra_sdk.engine import Engine
     from ra_sdk.evaluation import synthetic_suite
 
-    from .quantize import add_int8, fidelity, info, scores
+    from .quantize import add_int8, fidelity, float_edges, info, scores
 
     images, desc = int8_calibration(meta.preset, calib, meta.source.get("heldout"), n)
     if meta.preset.modality == "MR":
@@ -233,15 +252,19 @@ def add_int8_networks(meta: EngineMeta, members: dict[str, bytes], path: Path, *
     base = Engine(path, meta, members)
     reference = scores(base, probe, "fp32")  # the fp32 networks are the same in every candidate
     attempts: dict[str, Any] = {}
-    for nets in INT8_CANDIDATES:
+    cache: dict = {}  # a network's int8 graph is made once for the candidates that share it
+    for nets, depth in INT8_CANDIDATES:
         if not all(name in meta.networks for name in nets):
             continue
-        candidate = add_int8(base, calib_imgs, method=method, networks=nets)
+        name = candidate_name(nets, depth)
+        float_layers = {"recon": float_edges(base.network("recon")[1], depth=depth, tail=["x_ph"])} if depth is not None and "recon" in nets else {}
+        candidate = add_int8(base, calib_imgs, method=method, networks=nets, float_layers=float_layers, cache=cache)
         f = fidelity(candidate, probe, anomalous, reference=reference)
-        attempts["+".join(nets)] = f
-        log.info("int8 %s: %s", "+".join(nets), f)
+        attempts[name] = f
+        log.info("int8 %s: %s", name, f)
         if f["passed"]:
-            candidate.meta.source = {**candidate.meta.source, "int8": {**info(method, desc, len(calib_imgs), (), f), "networks": list(nets), "attempts": attempts, "calib_source": str(calib), "calib_n": n}}
+            record = {**info(method, desc, len(calib_imgs), float_layers, f), "networks": list(nets), "candidate": name, "attempts": attempts, "calib_source": str(calib), "calib_n": n}
+            candidate.meta.source = {**candidate.meta.source, "int8": record}
             return candidate.meta, candidate.members
     figures = "; ".join(f"{k}: Spearman {v['spearman']:.4f}, flags identical {v['flags_identical']:.1%}" + (f", AUROC change {v['auroc_change']:+.4f}" if "auroc_change" in v else "") for k, v in attempts.items())
     raise ExportError(f"no int8 network passes the fidelity bar (Spearman >= 0.995, flags identical >= 99%, |AUROC change| <= 0.01): {figures}; export without --int8")

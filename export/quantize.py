@@ -19,7 +19,7 @@ same sums (tests hold them equal); the fp32 networks of an engine keep the Avera
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,46 @@ def graph_nodes(onnx_bytes: bytes) -> list[tuple[str, str]]:
 
 def quantizable_layers(onnx_bytes: bytes) -> list[str]:
     """Names of the Conv and Gemm nodes of the prepared graph, in graph order."""
-    return [name for name, op in graph_nodes(onnx_bytes) if op in ("Conv", "Gemm", "MatMul")]
+    return [name for name, op in graph_nodes(onnx_bytes) if op in _LAYERS]
+
+
+_LAYERS = ("Conv", "Gemm", "MatMul")
+
+
+def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = ()) -> list[str]:
+    """Nodes of the prepared graph to leave float at the network's edges, the classic place
+    where int8 costs most accuracy:
+
+    - ``depth``: the layers (Conv/Gemm) within ``depth`` layers of the input: the stem,
+      which reads raw pixels through one channel, and the layers that read its output;
+    - ``tail``: for each named output, the last layer before it and every node between
+      (for the reconstruction: the last convolution and its Sigmoid, whose input would
+      otherwise be quantized in logit space, where one int8 step is up to 4/255 of the image
+      once through the Sigmoid's slope).
+    """
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = onnx.load(str(_prepared(onnx_bytes, Path(tmp))))
+    nodes = list(model.graph.node)
+    producer = {o: n for n in nodes for o in n.output}
+    level: dict[str, int] = {}  # layers on the longest path from the input, this one included
+    for n in nodes:  # graph order is topological
+        up = max((level[producer[i].name] for i in n.input if i in producer), default=0)
+        level[n.name] = up + (n.op_type in _LAYERS)
+    keep = {n.name for n in nodes if n.op_type in _LAYERS and level[n.name] <= depth}
+    for out in tail:
+        if out not in producer:
+            raise ExportError(f"the network has no output {out!r}")
+        stack = [producer[out]]
+        while stack:
+            n = stack.pop()
+            if n.name in keep:
+                continue
+            keep.add(n.name)
+            if n.op_type not in _LAYERS:
+                stack.extend(producer[i] for i in n.input if i in producer)
+    return [n.name for n in nodes if n.name in keep]
 
 
 def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] = (), symmetric: bool = False, batch: int = 16, op_types: Sequence[str] | None = None, depthwise_pools: bool = True) -> bytes:
@@ -134,27 +173,40 @@ def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", fl
         return out.read_bytes()
 
 
-def info(method: str, calib_desc: str, n: int, float_layers: Sequence[str], fidelity: dict[str, Any]) -> dict[str, Any]:
-    """What an engine records of its int8 networks (shown by ra-sdk inspect)."""
+def info(method: str, calib_desc: str, n: int, float_layers: Mapping[str, Sequence[str]], fidelity: dict[str, Any]) -> dict[str, Any]:
+    """What an engine records of its int8 networks (shown by ra-sdk inspect); ``float_layers``:
+    per network, the nodes left float."""
     return {
         "method": method, "activations": "uint8, asymmetric, per tensor", "weights": "int8, symmetric, per output channel",
         "format": "QDQ (ONNX Runtime quantize_static; 2x2 average pools as depthwise Conv)", "calibration": calib_desc, "calibration_images": n,
-        "float_layers": list(float_layers), "fidelity": fidelity, "passed": bool(fidelity.get("passed")),
+        "float_layers": {k: list(v) for k, v in float_layers.items()}, "fidelity": fidelity, "passed": bool(fidelity.get("passed")),
     }
 
 
-def add_int8(engine: Any, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] = (), networks: Sequence[str] | None = None, depthwise_pools: bool = True) -> Any:
+def add_int8(engine: Any, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] | Mapping[str, Sequence[str]] = (), networks: Sequence[str] | None = None,
+             depthwise_pools: bool = True, cache: dict | None = None) -> Any:
     """A copy of ``engine`` (in memory) with ``<network>_int8`` networks beside fp32, for
-    ``networks`` (default: every network); a network without one runs fp32 at int8."""
+    ``networks`` (default: every network); a network without one runs fp32 at int8.
+
+    Args:
+        float_layers: nodes left float, for every network or per network name.
+        cache: quantized graphs by (network, method, float layers, pool rewrite), so that
+            candidates sharing a network quantize it once (the same calibration images).
+    """
     import copy
 
     from ra_sdk.engine import Engine
 
     meta = copy.deepcopy(engine.meta)
     members = dict(engine.members)
+    cache = {} if cache is None else cache
     for name in [n for n in engine.meta.networks if "_" not in n and (networks is None or n in networks)]:
         spec, blob = engine.network(name)
-        members[f"{name}_int8.onnx"] = quantize(blob, calib, method=method, float_layers=float_layers, depthwise_pools=depthwise_pools)
+        fl = tuple(float_layers.get(name, ()) if isinstance(float_layers, Mapping) else float_layers)
+        key = (name, method, fl, depthwise_pools)
+        if key not in cache:
+            cache[key] = quantize(blob, calib, method=method, float_layers=fl, depthwise_pools=depthwise_pools)
+        members[f"{name}_int8.onnx"] = cache[key]
         meta.networks[f"{name}_int8"] = type(spec)(f"{name}_int8.onnx", dict(spec.inputs), list(spec.outputs), "int8")
     return Engine(engine.path, meta, members)
 
@@ -165,6 +217,11 @@ def scores(engine: Any, images: np.ndarray, precision: str) -> np.ndarray:
 
     with Scorer(engine, backend="onnxruntime", device="cpu", precision=precision) as sc:
         return sc.score(images, maps=False, recons=False)[1]
+
+
+def rel_rms(s: np.ndarray, ref: np.ndarray) -> float:
+    """Relative RMS of a change of scores: RMS(s - ref) / RMS(ref)."""
+    return float(np.sqrt(np.mean((s - ref) ** 2)) / max(float(np.sqrt(np.mean(ref**2))), 1e-12))
 
 
 def fidelity(engine: Any, images: np.ndarray, anomalous: np.ndarray | None = None, *, percentile: float = 95.0, threshold: float | None = None, reference: np.ndarray | None = None) -> dict[str, Any]:
@@ -183,6 +240,7 @@ def fidelity(engine: Any, images: np.ndarray, anomalous: np.ndarray | None = Non
     out: dict[str, Any] = {
         "images": len(a), "spearman": metrics.spearman(a, b), "flags_identical": float(np.mean((a > thr) == (b > thr))),
         "max_score_rel_diff": float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-12))),
+        "score_rel_rms": rel_rms(b, a),
     }
     if anomalous is not None and anomalous.any() and not anomalous.all():
         out["auroc_fp32"], out["auroc_int8"] = metrics.auroc(a, anomalous), metrics.auroc(b, anomalous)

@@ -101,7 +101,7 @@ def build_engine_file(
         key = f"{name}_fp16" if precision == "fp16" else name
         spec, blob = src.network(key)
         if precision == "int8" and name in int8_info.get("networks", ()):
-            blob = symmetric_int8(src, blob, int8_info)
+            blob = symmetric_int8(src, name, blob, int8_info)
         plan = build_plan(
             blob, input_shape=(m.in_channels, m.image_size, m.image_size), min_batch=min_batch, opt_batch=opt_batch,
             max_batch=max_batch, precision=precision, timing_cache=timing_cache, optimization_level=optimization_level,
@@ -119,7 +119,7 @@ def build_engine_file(
     return write_engine(out, meta, members)
 
 
-def symmetric_int8(src: Any, fp32_blob: bytes, int8_info: dict[str, Any]) -> bytes:
+def symmetric_int8(src: Any, network: str, fp32_blob: bytes, int8_info: dict[str, Any]) -> bytes:
     """The QDQ graph TensorRT builds from: TensorRT takes only symmetric INT8 Q/DQ (zero
     point 0), while the bundle's int8 graph is ONNX Runtime's U8S8; so the fp32 graph is
     quantized again, with signed symmetric activations, on the same calibration images,
@@ -129,4 +129,7 @@ def symmetric_int8(src: Any, fp32_blob: bytes, int8_info: dict[str, Any]) -> byt
     from .quantize import quantize
 
     calib, _ = int8_calibration(src.meta.preset, int8_info.get("calib_source", "auto"), (src.meta.source or {}).get("heldout"), int(int8_info.get("calib_n", 512)))
-    return quantize(fp32_blob, calib, method=int8_info.get("method", "minmax"), float_layers=int8_info.get("float_layers", ()), symmetric=True)
+    float_layers = int8_info.get("float_layers") or {}
+    if isinstance(float_layers, dict):  # per network (a list, in engines before per-network float layers, held all)
+        float_layers = float_layers.get(network, [])
+    return quantize(fp32_blob, calib, method=int8_info.get("method", "minmax"), float_layers=float_layers, symmetric=True)

@@ -167,6 +167,10 @@ def check_meta(d: Any, where: str = "engine") -> None:
         nets_q = q.get("networks", [])
         if not isinstance(nets_q, list) or not all(isinstance(x, str) for x in nets_q):
             raise c.fail("source.int8.networks", "a list of network names", nets_q)
+        fl = q.get("float_layers", {})
+        names = list(fl.values()) if isinstance(fl, dict) else [fl]
+        if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in names):
+            raise c.fail("source.int8.float_layers", "node names per network", fl)
     held = d.get("source", {}).get("heldout")
     if held is not None:
         held = c.obj(held, "source.heldout")

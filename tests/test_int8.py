@@ -34,6 +34,15 @@ def test_int8_networks_pass_their_bar_and_are_recorded(int8_bundle):
     assert q["activations"].startswith("uint8") and q["weights"].startswith("int8") and "validation" in q["calibration"]
     # what failed on the way is recorded too (full int8 is tried first)
     assert "recon+features" in q["attempts"]
+    assert q["candidate"] in q["attempts"] and q["attempts"][q["candidate"]]["passed"]
+    import onnx
+
+    for net, names in q["float_layers"].items():  # what it says stays float is in the graph, unquantized
+        graph = onnx.load_from_string(eng.members[f"{net}_int8.onnx"]).graph
+        producer = {o: n.op_type for n in graph.node for o in n.output}
+        convs = {n.name: n for n in graph.node if n.op_type in ("Conv", "Gemm")}
+        assert all(name in {n.name for n in graph.node} for name in names)
+        assert all(producer.get(convs[name].input[1]) != "DequantizeLinear" for name in names if name in convs)
     assert int8_bundle.stat().st_size < 16 * 2**20
     out = CliRunner().invoke(main, ["inspect", str(int8_bundle)]).output
     assert "int8     networks" in out and "passed" in out
@@ -119,3 +128,46 @@ def test_the_int8_pool_rewrite_is_the_same_sums_and_only_for_onnx_runtime(tmp_pa
     assert "AveragePool" not in ops and "QuantizeLinear" in ops
     ops_trt = {n.op_type for n in onnx.load_from_string(quantize(blob, calib, symmetric=True)).graph.node}
     assert "AveragePool" in ops_trt
+
+
+def test_float_edges_are_the_first_layers_by_depth_and_the_output_head():
+    """float_edges: the layers within `depth` layers of the input (by the longest path, so
+    both branches of a stage that reads the stem count as depth 2) and the output's last
+    layer with every node after it; and what the export keeps float is what runs float."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from ra_sdk.export.quantize import float_edges, quantize
+
+    rng = np.random.default_rng(0)
+
+    def conv(name, cin, cout, k, x, y):
+        w = numpy_helper.from_array(rng.normal(0, 0.3, (cout, cin, k, k)).astype(np.float32), f"{name}_w")
+        b = numpy_helper.from_array(np.zeros(cout, np.float32), f"{name}_b")
+        return helper.make_node("Conv", [x, w.name, b.name], [y], name=name, pads=[k // 2] * 4), [w, b]
+
+    spec = [("stem", 1, 4, 3, "x", "s"), ("body", 4, 4, 3, "r", "a"), ("skip", 4, 4, 1, "r", "b"), ("deep", 4, 4, 3, "r2", "d"), ("last", 4, 1, 3, "d", "logit")]
+    nodes, inits = [], []
+    for s in spec:
+        n, i = conv(*s)
+        nodes.append(n)
+        inits += i
+    nodes.insert(1, helper.make_node("LeakyRelu", ["s"], ["r"], name="act"))
+    nodes.insert(4, helper.make_node("Add", ["a", "b"], ["r2"], name="add"))
+    nodes.append(helper.make_node("Sigmoid", ["logit"], ["x_ph"], name="sigmoid"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("x_ph", TensorProto.FLOAT, ["N", 1, 8, 8])], inits)
+    blob = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    assert float_edges(blob) == []
+    assert set(float_edges(blob, tail=["x_ph"])) == {"last", "sigmoid"}
+    assert set(float_edges(blob, depth=1, tail=["x_ph"])) == {"stem", "last", "sigmoid"}
+    assert set(float_edges(blob, depth=2)) == {"stem", "body", "skip"}
+    assert set(float_edges(blob, depth=3)) == {"stem", "body", "skip", "deep"}
+    with pytest.raises(Exception, match="no output 'y'"):
+        float_edges(blob, tail=["y"])
+    q = onnx.load_from_string(quantize(blob, rng.random((8, 1, 8, 8), dtype=np.float32), float_layers=float_edges(blob, depth=1, tail=["x_ph"])))
+    producer = {o: n for n in q.graph.node for o in n.output}
+    by_name = {n.name: n for n in q.graph.node}
+    for name in ("stem", "last"):  # float weights: no DequantizeLinear feeds them
+        assert by_name[name].input[1] not in producer, name
+    assert producer[by_name["deep"].input[1]].op_type == "DequantizeLinear"
+    assert producer[by_name["sigmoid"].input[0]].name == "last"  # the logit is never quantized

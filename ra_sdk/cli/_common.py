@@ -96,7 +96,7 @@ def format_description(d: dict[str, Any]) -> str:
     q = (d.get("source") or {}).get("int8")
     if q:
         f = q.get("fidelity", {})
-        lines.append(f"int8     networks {'+'.join(q.get('networks', []))}: {q.get('format')}, activations {q.get('activations')}, weights {q.get('weights')}, "
+        lines.append(f"int8     networks {q.get('candidate') or '+'.join(q.get('networks', []))}: {q.get('format')}, activations {q.get('activations')}, weights {q.get('weights')}, "
                      f"{q.get('method')} calibration on {q.get('calibration')}; fidelity vs fp32 Spearman {f.get('spearman', float('nan')):.4f}, "
                      f"flags identical {f.get('flags_identical', float('nan')):.1%}" + (f", AUROC change {f['auroc_change']:+.4f}" if "auroc_change" in f else "") + f" ({'passed' if q.get('passed') else 'FAILED'})")
     c = d["calibration"]
