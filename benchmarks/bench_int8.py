@@ -192,11 +192,13 @@ def breakdown(eng, calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
 
 def edges(eng, calib: np.ndarray, probe: np.ndarray, anomalous: np.ndarray, ref: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
     """The export's int8 candidates (export.onnx_export.INT8_CANDIDATES) that quantize both
-    networks: full int8, then the reconstruction's float edges (its output head, then also
-    its first 1, 2, 3 layers deep), each with its fidelity on the validation probe and its
-    engine + score speed, timed in interleaved rounds with fp32 (ms per image, batch 32)."""
-    from ra_sdk.export.onnx_export import candidate_name
-    from ra_sdk.export.quantize import add_int8, fidelity, float_edges
+    networks: every layer int8 but those that read one channel (the stems, float for speed),
+    then the reconstruction's float edges (its output head, then also its first 1, 2, 3
+    layers deep); and, for the speed of the stems, every layer int8. Each with its fidelity
+    on the validation probe and its engine + score speed, timed in interleaved rounds with
+    fp32 (ms per image, batch 32)."""
+    from ra_sdk.export.onnx_export import candidate_name, int8_float_layers
+    from ra_sdk.export.quantize import add_int8, fidelity
 
     from ra_sdk.scorer import Scorer
 
@@ -204,12 +206,12 @@ def edges(eng, calib: np.ndarray, probe: np.ndarray, anomalous: np.ndarray, ref:
     cache: dict = {}
     out: dict = {"rounds": rounds, "batch": len(x32), "candidates": {}}
     engines = {}
-    for depth in (None, 0, 1, 2, 3):
-        fl = {"recon": float_edges(eng.network("recon")[1], depth=depth, tail=["x_ph"])} if depth is not None else {}
+    variants = [("every layer int8, the stems too", {})]
+    variants += [(candidate_name(nets, d) + (" (beyond the export's candidates)" if d == 3 else ""), int8_float_layers(eng, nets, d)) for d in (None, 0, 1, 2, 3)]
+    for name, fl in variants:
         e8 = add_int8(eng, calib, networks=nets, float_layers=fl, cache=cache)
-        name = candidate_name(nets, depth) + (" (beyond the export's candidates)" if depth == 3 else "")
         f = fidelity(e8, probe, anomalous, reference=ref)
-        f["float_layers"] = fl.get("recon", [])
+        f["float_layers"] = fl
         out["candidates"][name] = f
         engines[name] = e8
         print(f"{name:<70} Spearman {f['spearman']:.5f} flags {f['flags_identical']:.4f} passed {f['passed']}", flush=True)

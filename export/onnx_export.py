@@ -60,11 +60,50 @@ def to_onnx(net: Any, network: str = "recon", *, opset: int = OPSET, metadata: d
             training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False,
         )
         model = onnx.load(str(path))
+    one_channel_convs_as_depthwise(model)
     for k, v in {"ra_sdk.version": __version__, "ra_sdk.network": network, "ra_sdk.model": json.dumps(cfg.to_dict()), **(metadata or {})}.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = k, v
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def one_channel_convs_as_depthwise(model: Any) -> int:
+    """Rewrite, in place, each Conv with one output channel (the reconstruction's last
+    layer, C -> 1) as the same sums in two steps: a depthwise Conv (its weight reshaped to
+    (C, 1, k, k)), then a 1x1 Conv with weights 1 and the bias that sums the C maps.
+    ONNX Runtime pads the output channels of a convolution to its vector block (16) in its
+    NCHWc layout, so a C -> 1 convolution cost as much as C -> 16: a sixth of the whole
+    fp32 reconstruction, and a quarter of the int8 one, whose head stays float (measured in
+    benchmarks/results/int8_choice_cpu.json, "edges"). The channel sum is a convolution, not
+    a ReduceSum: ONNX Runtime's ReduceSum summed in another order for a batch of one, and a
+    score must not depend on its batch. The weight and bias initializers keep their names and
+    shapes, so the engine stays a complete checkpoint. Returns how many were rewritten."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    nodes, n = [], 0
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        w = inits.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if w is None or len(w.dims) != 4 or w.dims[0] != 1 or w.dims[1] < 2 or w.dims[2] * w.dims[3] < 2 or attrs.get("group", 1) != 1:
+            nodes.append(node)
+            continue
+        c, base = int(w.dims[1]), node.name or node.output[0]
+        shape = numpy_helper.from_array(np.array([c, 1, w.dims[2], w.dims[3]], np.int64), f"{base}/depthwise_shape")
+        ones = numpy_helper.from_array(np.ones((1, c, 1, 1), np.float32), f"{base}/channel_sum_w")
+        model.graph.initializer.extend([shape, ones])
+        bias = [node.input[2]] if len(node.input) > 2 and node.input[2] else []
+        nodes += [
+            helper.make_node("Reshape", [node.input[1], shape.name], [f"{base}/depthwise_w"], name=f"{base}/depthwise_weight"),
+            helper.make_node("Conv", [node.input[0], f"{base}/depthwise_w"], [f"{base}/depthwise_output"], name=f"{base}/depthwise", group=c,
+                             **{k: v for k, v in attrs.items() if k != "group"}),
+            helper.make_node("Conv", [f"{base}/depthwise_output", ones.name, *bias], list(node.output), name=f"{base}/channel_sum"),
+        ]
+        n += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return n
 
 
 def check_parity(net: Any, network: str, onnx_bytes: bytes, images: np.ndarray | None = None, *, atol: float = 1e-4) -> dict[str, float]:
@@ -200,8 +239,9 @@ def export_checkpoint(
 #: for the recon network the float edges (:func:`ra_sdk.export.quantize.float_edges`) as
 #: (layers from the input kept float, or None for none and no float tail either). Full int8
 #: first; then the reconstruction's output head float, then also its first layers (1, then 2
-#: deep); then the features network alone, then recon alone. How each fares on the bundled
-#: model: benchmarks/results/int8_choice_cpu.json, "edges".
+#: deep); then the features network alone, then recon alone. In every candidate the layers
+#: that read one channel stay float, for speed. How each fares on the bundled model:
+#: benchmarks/results/int8_choice_cpu.json, "edges".
 INT8_CANDIDATES: tuple[tuple[tuple[str, ...], int | None], ...] = (
     (("recon", "features"), None), (("recon", "features"), 0), (("recon", "features"), 1), (("recon", "features"), 2),
     (("features",), None), (("recon",), None),
@@ -215,6 +255,18 @@ def candidate_name(nets: Sequence[str], depth: int | None) -> str:
     if depth is None or "recon" not in nets:
         return name
     return f"{name} (recon float: output head" + (f", first {depth} layer{'s' if depth > 1 else ''} deep)" if depth else ")")
+
+
+def int8_float_layers(engine: Any, nets: Sequence[str], depth: int | None) -> dict[str, list[str]]:
+    """Per network of a candidate, the nodes left float: those reading one channel, and for
+    the reconstruction with ``depth`` set, its output head and its first ``depth`` layers."""
+    from .quantize import float_edges
+
+    out = {}
+    for net in nets:
+        edges = depth if net == "recon" else None
+        out[net] = float_edges(engine.network(net)[1], one_channel=True, depth=edges or 0, tail=["x_ph"] if edges is not None else ())
+    return out
 
 
 def int8_calibration(preset: Preset, calib: str | Path, heldout: dict[str, Any] | None, n: int) -> tuple[np.ndarray, str]:
@@ -238,7 +290,7 @@ def add_int8_networks(meta: EngineMeta, members: dict[str, bytes], path: Path, *
     from ra_sdk.engine import Engine
     from ra_sdk.evaluation import synthetic_suite
 
-    from .quantize import add_int8, fidelity, float_edges, info, scores
+    from .quantize import add_int8, fidelity, info, scores
 
     images, desc = int8_calibration(meta.preset, calib, meta.source.get("heldout"), n)
     if meta.preset.modality == "MR":
@@ -253,11 +305,16 @@ def add_int8_networks(meta: EngineMeta, members: dict[str, bytes], path: Path, *
     reference = scores(base, probe, "fp32")  # the fp32 networks are the same in every candidate
     attempts: dict[str, Any] = {}
     cache: dict = {}  # a network's int8 graph is made once for the candidates that share it
+    tried: set = set()
     for nets, depth in INT8_CANDIDATES:
         if not all(name in meta.networks for name in nets):
             continue
         name = candidate_name(nets, depth)
-        float_layers = {"recon": float_edges(base.network("recon")[1], depth=depth, tail=["x_ph"])} if depth is not None and "recon" in nets else {}
+        float_layers = int8_float_layers(base, nets, depth)
+        key = tuple((k, tuple(v)) for k, v in sorted(float_layers.items()))
+        if key in tried:  # e.g. "first 1 layer deep" when the stem already stays float (one channel)
+            continue
+        tried.add(key)
         candidate = add_int8(base, calib_imgs, method=method, networks=nets, float_layers=float_layers, cache=cache)
         f = fidelity(candidate, probe, anomalous, reference=reference)
         attempts[name] = f

@@ -87,18 +87,24 @@ def quantizable_layers(onnx_bytes: bytes) -> list[str]:
 _LAYERS = ("Conv", "Gemm", "MatMul")
 
 
-def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = ()) -> list[str]:
+def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = (), one_channel: bool = False) -> list[str]:
     """Nodes of the prepared graph to leave float at the network's edges, the classic place
     where int8 costs most accuracy:
 
     - ``depth``: the layers (Conv/Gemm) within ``depth`` layers of the input: the stem,
       which reads raw pixels through one channel, and the layers that read its output;
     - ``tail``: for each named output, the last layer before it and every node between
-      (for the reconstruction: the last convolution and its Sigmoid, whose input would
+      (a channel sum of ones counts as part of the layer before it); for the
+      reconstruction: the last convolution and its Sigmoid, whose input would
       otherwise be quantized in logit space, where one int8 step is up to 4/255 of the image
-      once through the Sigmoid's slope).
+      once through the Sigmoid's slope;
+    - ``one_channel``: every convolution that reads a single channel (the stem of a grey
+      image network), for speed: it has only k*k multiply-adds per output, too few for
+      ONNX Runtime's int8 kernels, and ran faster in float (features network: 1.00 ->
+      0.91 ms per image, benchmarks/results/int8_choice_cpu.json, "edges").
     """
     import onnx
+    from onnx import numpy_helper
 
     with tempfile.TemporaryDirectory() as tmp:
         model = onnx.load(str(_prepared(onnx_bytes, Path(tmp))))
@@ -109,6 +115,18 @@ def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = ()) 
         up = max((level[producer[i].name] for i in n.input if i in producer), default=0)
         level[n.name] = up + (n.op_type in _LAYERS)
     keep = {n.name for n in nodes if n.op_type in _LAYERS and level[n.name] <= depth}
+    if one_channel:
+        dims = {i.name: list(i.dims) for i in model.graph.initializer}
+        for n in nodes:
+            group = next((a.i for a in n.attribute if a.name == "group"), 1)
+            if n.op_type == "Conv" and group == 1 and len(n.input) > 1 and dims.get(n.input[1], [0, 0])[1:2] == [1]:
+                keep.add(n.name)
+    weights = {i.name: i for i in model.graph.initializer}
+
+    def channel_sum(n: Any) -> bool:  # a 1x1 Conv of ones (export.onnx_export.one_channel_convs_as_depthwise)
+        w = weights.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None
+        return w is not None and list(w.dims[2:]) == [1, 1] and bool(np.all(numpy_helper.to_array(w) == 1))
+
     for out in tail:
         if out not in producer:
             raise ExportError(f"the network has no output {out!r}")
@@ -118,7 +136,7 @@ def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = ()) 
             if n.name in keep:
                 continue
             keep.add(n.name)
-            if n.op_type not in _LAYERS:
+            if n.op_type not in _LAYERS or channel_sum(n):  # a channel sum belongs to the layer before it
                 stack.extend(producer[i] for i in n.input if i in producer)
     return [n.name for n in nodes if n.name in keep]
 

@@ -65,6 +65,10 @@ def test_onnx_matches_pytorch_per_output(bundle):
 
     m = onnx.load_from_string(eng.network("recon")[1])
     assert m.opset_import[0].version >= 17
+    # the last convolution (16 -> 1) runs as depthwise + 1x1 channel sum (ONNX Runtime's NCHWc
+    # padded its one output channel to 16), its weight kept by name and shape
+    head = [n for n in m.graph.node if n.name.endswith("/channel_sum")]
+    assert len(head) == 1 and any(i.name == "net.decoder.body.11.weight" and list(i.dims)[:2] == [1, 16] for i in m.graph.initializer)
     assert {p.key for p in m.metadata_props} >= {"ra_sdk.version", "ra_sdk.network", "ra_sdk.model"}
     assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
@@ -267,3 +271,34 @@ def test_an_engine_with_folded_weights_is_a_clear_error(tmp_path):
     write_engine(tmp_path / "old.onnx-bundle", eng.meta, members)
     with pytest.raises(ckpt.CheckpointError, match="does not keep the weight"):
         ckpt.load_weights(tmp_path / "old.onnx-bundle")
+
+
+def test_one_output_channel_convs_become_the_same_sums():
+    """C -> 1 Conv rewritten as depthwise Conv + 1x1 Conv of ones with the bias: equal in float (the
+    reference is the plain Conv, atol 1e-6), strides, pads and dilations kept; other
+    convolutions untouched."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from ra_sdk.export.onnx_export import one_channel_convs_as_depthwise
+
+    rng = np.random.default_rng(1)
+    x = rng.random((3, 8, 20, 20), dtype=np.float32)
+    for bias, attrs in ((True, {"pads": [1, 1, 1, 1]}), (False, {"strides": [2, 2], "dilations": [2, 2], "pads": [2, 1, 2, 1]})):
+        inits = [numpy_helper.from_array(rng.normal(size=(1, 8, 3, 3)).astype(np.float32), "w"), numpy_helper.from_array(rng.normal(size=(4, 8, 1, 1)).astype(np.float32), "w4")]
+        inputs = ["x", "w"]
+        if bias:
+            inits.append(numpy_helper.from_array(np.array([0.7], np.float32), "b"))
+            inputs.append("b")
+        nodes = [helper.make_node("Conv", inputs, ["y"], name="head", **attrs), helper.make_node("Conv", ["x", "w4"], ["z"], name="other")]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 20, 20])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, "H", "W"]), helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4, 20, 20])], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+        assert one_channel_convs_as_depthwise(model) == 1
+        onnx.checker.check_model(model)
+        assert [n.op_type for n in model.graph.node].count("Conv") == 3 and any(n.name == "head/channel_sum" for n in model.graph.node)
+        got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+        for a, b in zip(ref, got):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)

@@ -162,8 +162,16 @@ def test_float_edges_are_the_first_layers_by_depth_and_the_output_head():
     assert set(float_edges(blob, depth=1, tail=["x_ph"])) == {"stem", "last", "sigmoid"}
     assert set(float_edges(blob, depth=2)) == {"stem", "body", "skip"}
     assert set(float_edges(blob, depth=3)) == {"stem", "body", "skip", "deep"}
+    assert set(float_edges(blob, one_channel=True)) == {"stem"}  # the only one that reads one channel
     with pytest.raises(Exception, match="no output 'y'"):
         float_edges(blob, tail=["y"])
+    # the export's rewrite of a C -> 1 head (depthwise + a 1x1 channel sum of ones): the
+    # channel sum belongs to the layer before it, so the whole head stays float
+    from ra_sdk.export.onnx_export import one_channel_convs_as_depthwise
+
+    rewritten = onnx.load_from_string(blob)
+    assert one_channel_convs_as_depthwise(rewritten) == 1
+    assert set(float_edges(rewritten.SerializeToString(), tail=["x_ph"])) == {"last/depthwise", "last/channel_sum", "sigmoid"}
     q = onnx.load_from_string(quantize(blob, rng.random((8, 1, 8, 8), dtype=np.float32), float_layers=float_edges(blob, depth=1, tail=["x_ph"])))
     producer = {o: n for n in q.graph.node for o in n.output}
     by_name = {n.name: n for n in q.graph.node}
