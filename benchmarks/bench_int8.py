@@ -1,25 +1,33 @@
 """How the INT8 networks are made, by measurement: the calibration method, then which
-layers stay float (per-layer sensitivity), judged on the validation split by the product's
-scores (never the test split), with the speed of each choice.
+layers stay float (per-layer sensitivity, and the export's float-edge candidates), judged on
+the validation split by the product's scores (never the test split), with the speed of each
+choice.
 
     python -m benchmarks.bench_int8 [--out benchmarks/results/int8_choice_cpu.json] [--quick]
 
 Sensitivity of a layer = how much the image scores move back toward fp32 when only that
-layer is left in float (all others int8): the relative RMS of int8 - fp32 scores, full
-int8 minus leave-one-out. Groups: the same with whole parts of the network left float
-(every node, so their activations stay float too), and with only the stem in int8. Pool
+layer is left out of the QDQ quantization (all others int8): the relative RMS of int8 -
+fp32 scores, full int8 minus leave-one-out. On ONNX Runtime a layer left out between int8
+neighbours does not run float: ONNX Runtime quantizes its weights itself, per tensor, when
+it loads the graph (see ``ort_as_written``), so for a middle layer this compares per-tensor
+with per-channel weights. Groups: whole parts of the network left out (every node, so
+their activations stay float too: these do run float), and only the stem in int8. Pool
 rewrite: the features network's int8 speed with ONNX Runtime's int8 AveragePool vs the
 equal depthwise convolution that export uses. Breakdown: engine + score split into recon,
 features (three passes per image) and the rest of the score, fp32 and full int8, with the
-int8 / fp32 ratios that full int8 would reach.
+int8 / fp32 ratios that full int8 would reach. Edges: the export's candidates (float
+stems, the reconstruction's output head, its first layers), each with its fidelity as
+ONNX Runtime runs it and as the graph is written, and its engine + score speed.
 
-    python -m benchmarks.bench_int8 --only noise|breakdown   # one section, updated in --out
+    python -m benchmarks.bench_int8 --only noise|breakdown|edges   # one section, updated in --out
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +44,7 @@ def main() -> None:
         quantizable_layers,
         rel_rms,
         scores,
+        without_int8,
     )
 
     from ra_sdk.bench import timeit
@@ -49,9 +58,9 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/int8_choice_cpu.json")
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["noise", "breakdown", "edges"], help="run one section and update it in --out")
+    ap.add_argument("--only", choices=["noise", "breakdown", "edges", "profile"], help="run one section and update it in --out")
     args = ap.parse_args()
-    eng = read_engine(DEMO_ENGINE)
+    eng = without_int8(read_engine(DEMO_ENGINE))  # the fp32 networks: every candidate is made from them
     calib, calib_desc = int8_calibration(eng.meta.preset, "embedded", None, 64 if args.quick else args.calib_images)  # the export's images
     suite = synthetic_suite(16 if args.quick else 96, 2 if args.quick else 12, split="val", seed=5)
     probe = np.concatenate([suite.normals, *[imgs for imgs, _ in suite.sets.values()]])
@@ -69,8 +78,11 @@ def main() -> None:
             res["score_noise"] = score_noise(eng, probe, ref)
         elif args.only == "edges":
             res["edges"] = edges(eng, calib, probe, anomalous, ref, x32, 3 if args.quick else 9)
+        elif args.only == "profile":
+            res["profile"] = profile(read_engine(DEMO_ENGINE), x32)
         else:
             res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
+        res["choice"] = choice(res)
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
         print(f"updated {args.only} in {args.out}")
         return
@@ -135,13 +147,24 @@ def main() -> None:
         res["pool_rewrite"][k] = {"engine_score_images_per_s": 1e3 / ms[k]["engine_score"], "features_images_per_s": 1e3 / ms[k]["features"],
                                   "spearman": fidelity(e, probe, anomalous, reference=ref)["spearman"]}
     print("pool rewrite", json.dumps(res["pool_rewrite"]), flush=True)
-    passing = [k for k, v in res["networks"].items() if v["passed"]] + (["recon+features"] if res["methods"][best]["passed"] else [])
     res["score_noise"] = score_noise(eng, probe, ref)
     res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
     res["edges"] = edges(eng, calib, probe, anomalous, ref, x32, 3 if args.quick else 9)
-    res["choice"] = {"method": best, "int8_networks": max(passing, key=lambda k: res["networks"].get(k, res["methods"][best])["images_per_s"]) if passing else None}
+    res["profile"] = profile(read_engine(DEMO_ENGINE), x32)
+    res["choice"] = choice(res)
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(f"choice {res['choice']}; wrote {args.out}")
+
+
+def choice(res: dict) -> dict:
+    """What the export keeps, in its order (INT8_CANDIDATES): the first candidate of the
+    edges section that passes (both networks), else features alone, else recon alone."""
+    from ra_sdk.export.onnx_export import INT8_CANDIDATES, candidate_name
+
+    order = [candidate_name(nets, depth) for nets, depth in INT8_CANDIDATES]
+    measured = {**res.get("edges", {}).get("candidates", {}), **res.get("networks", {})}
+    kept = next((name for name in order if measured.get(name, {}).get("passed")), None)
+    return {"method": res.get("method"), "candidate": kept, "fidelity": {k: measured[kept][k] for k in ("spearman", "flags_identical", "auroc_change")} if kept else None}
 
 
 def interleaved(scorers: dict, x32: np.ndarray, rounds: int) -> dict:
@@ -212,9 +235,12 @@ def edges(eng, calib: np.ndarray, probe: np.ndarray, anomalous: np.ndarray, ref:
         e8 = add_int8(eng, calib, networks=nets, float_layers=fl, cache=cache)
         f = fidelity(e8, probe, anomalous, reference=ref)
         f["float_layers"] = fl
+        with ort_as_written():
+            w = fidelity(e8, probe, anomalous, reference=ref)
+        f["as_written"] = {k: w[k] for k in ("spearman", "flags_identical", "score_rel_rms", "passed")}
         out["candidates"][name] = f
         engines[name] = e8
-        print(f"{name:<70} Spearman {f['spearman']:.5f} flags {f['flags_identical']:.4f} passed {f['passed']}", flush=True)
+        print(f"{name:<70} Spearman {f['spearman']:.5f} flags {f['flags_identical']:.4f} passed {f['passed']} (as written: {w['spearman']:.5f})", flush=True)
     ms = interleaved({"fp32": Scorer(eng, backend="onnxruntime", device="cpu", precision="fp32")}
                      | {k: Scorer(e, backend="onnxruntime", device="cpu", precision="int8") for k, e in engines.items()}, x32, rounds)
     out["fp32_ms_per_image"] = ms["fp32"]
@@ -223,6 +249,56 @@ def edges(eng, calib: np.ndarray, probe: np.ndarray, anomalous: np.ndarray, ref:
         out["candidates"][k]["engine_score_int8_over_fp32"] = ms["fp32"]["engine_score"] / ms[k]["engine_score"]
         print(f"{k:<70} engine + score {1e3 / ms[k]['engine_score']:.1f} images/s, {out['candidates'][k]['engine_score_int8_over_fp32']:.2f}x fp32", flush=True)
     return out
+
+
+def profile(eng, x32: np.ndarray, runs: int = 5) -> dict:
+    """Where each network of the bundled engine spends its time, by ONNX Runtime's own
+    profiler (kernel time per operator type, batch 32, 2 threads, as the runner sets them):
+    why the int8 networks stay far from the int8 roof."""
+    import collections
+
+    import onnxruntime as ort
+
+    out: dict = {"batch": len(x32), "runs": runs, "unit": "share of kernel time"}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in eng.meta.networks:
+            opts = ort.SessionOptions()
+            opts.enable_profiling, opts.profile_file_prefix = True, str(Path(tmp) / name)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            sess = ort.InferenceSession(eng.network(name)[1], opts, providers=["CPUExecutionProvider"])
+            for _ in range(runs):
+                sess.run(None, {"x": x32[:, None]})
+            events = json.loads(Path(sess.end_profiling()).read_text())
+            by_op: dict = collections.defaultdict(float)
+            for e in events:
+                if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                    by_op[e["args"].get("op_name", "?")] += e["dur"]
+            total = sum(by_op.values())
+            out[name] = {"ms_per_image": total / 1e3 / runs / len(x32), "by_op": {k: v / total for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}}
+            print(name, f"{out[name]['ms_per_image']:.2f} ms/image", ", ".join(f"{k} {v:.0%}" for k, v in list(out[name]["by_op"].items())[:6]), flush=True)
+    return out
+
+
+@contextlib.contextmanager
+def ort_as_written():
+    """ONNX Runtime sessions without its WeightBiasQuantization transformer, so that a layer
+    left out of the QDQ quantization runs float as the graph says. By default ONNX Runtime
+    quantizes such a layer itself when it loads the graph (weights int8 per tensor) wherever
+    its input and output are int8 anyway: only layers at the edges of the int8 part (the
+    stem, which reads the float input; the output head, whose output stays float) run float."""
+    import onnxruntime as ort
+
+    original = ort.InferenceSession
+
+    def session(*a, **k):
+        k["disabled_optimizers"] = [*k.get("disabled_optimizers", []), "WeightBiasQuantization"]
+        return original(*a, **k)
+
+    ort.InferenceSession = session
+    try:
+        yield
+    finally:
+        ort.InferenceSession = original
 
 
 def score_noise(eng, probe: np.ndarray, ref: np.ndarray, sigmas: tuple[float, ...] = (0.1, 1.0, 4.0)) -> dict:

@@ -129,7 +129,8 @@ def render() -> str:
                     + ", and the % column is taken against "
                     + (f"the attainable roof measured in the same run, one large ONNX Runtime matrix product: {gm['fp32']:.0f} GMAC/s fp32 (MatMul), {gm['int8']:.0f} int8 (MatMulInteger). " if gm else "the nominal peak. ")
                     + (f"The int8 rows run recon in {int8_nets['recon']} and the features network in {int8_nets['features']} (the networks whose int8 passed the fidelity bar, "
-                       "`benchmarks/results/int8_choice_cpu.json`), so their peak is that mix's: each network at the peak of its precision." if int8_nets else "")]
+                       "`benchmarks/results/int8_choice_cpu.json`; the few layers at their edges that stay float are counted as int8), so their peak is that mix's: "
+                       "each network at the peak of its precision." if int8_nets else "")]
         rb = sp.get("research_baseline")
         sd = sp["screen_demo"]
         per = sd.get("by_precision", {sd.get("precision", "fp32"): sd})

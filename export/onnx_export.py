@@ -236,11 +236,14 @@ def export_checkpoint(
 
 
 #: candidates, fastest first (the first to pass the bar is kept): the int8 networks, and
-#: for the recon network the float edges (:func:`ra_sdk.export.quantize.float_edges`) as
-#: (layers from the input kept float, or None for none and no float tail either). Full int8
-#: first; then the reconstruction's output head float, then also its first layers (1, then 2
-#: deep); then the features network alone, then recon alone. In every candidate the layers
-#: that read one channel stay float, for speed. How each fares on the bundled model:
+#: for the recon network the edges left out of the QDQ quantization
+#: (:func:`ra_sdk.export.quantize.float_edges`) as layers from the input, or None for none
+#: and no output head either. Full int8 first; then the reconstruction's output head left
+#: out, then also its first layers (1, then 2 deep); then the features network alone, then
+#: recon alone. In every candidate the layers that read one channel stay float, for speed.
+#: Left out is not always float: ONNX Runtime quantizes a left-out layer between int8
+#: neighbours itself (weights per tensor) when it loads the graph, and the fidelity bar is
+#: measured as it runs. How each fares on the bundled model, both ways:
 #: benchmarks/results/int8_choice_cpu.json, "edges".
 INT8_CANDIDATES: tuple[tuple[tuple[str, ...], int | None], ...] = (
     (("recon", "features"), None), (("recon", "features"), 0), (("recon", "features"), 1), (("recon", "features"), 2),
@@ -250,11 +253,12 @@ INT8_CANDIDATES: tuple[tuple[tuple[str, ...], int | None], ...] = (
 
 def candidate_name(nets: Sequence[str], depth: int | None) -> str:
     """How an int8 candidate is named in the engine's record: "recon+features", with the
-    reconstruction's float edges as "(recon float: output head, first 2 layers deep)"."""
+    reconstruction's edges left out of the quantization as "(recon unquantized: output
+    head, first 2 layers deep)"."""
     name = "+".join(nets)
     if depth is None or "recon" not in nets:
         return name
-    return f"{name} (recon float: output head" + (f", first {depth} layer{'s' if depth > 1 else ''} deep)" if depth else ")")
+    return f"{name} (recon unquantized: output head" + (f", first {depth} layer{'s' if depth > 1 else ''} deep)" if depth else ")")
 
 
 def int8_float_layers(engine: Any, nets: Sequence[str], depth: int | None) -> dict[str, list[str]]:

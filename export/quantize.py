@@ -88,8 +88,12 @@ _LAYERS = ("Conv", "Gemm", "MatMul")
 
 
 def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = (), one_channel: bool = False) -> list[str]:
-    """Nodes of the prepared graph to leave float at the network's edges, the classic place
-    where int8 costs most accuracy:
+    """Nodes of the prepared graph to leave out of the quantization at the network's edges,
+    the classic place where int8 costs most accuracy. What reads the float input (the stem)
+    or writes a float output (the head) then runs float; a left-out layer between int8
+    neighbours is quantized by ONNX Runtime itself when it loads the graph (its
+    WeightBiasQuantization transformer: weights int8 per tensor), while TensorRT, strongly
+    typed, runs it float.
 
     - ``depth``: the layers (Conv/Gemm) within ``depth`` layers of the input: the stem,
       which reads raw pixels through one channel, and the layers that read its output;
@@ -100,8 +104,8 @@ def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = (), 
       once through the Sigmoid's slope;
     - ``one_channel``: every convolution that reads a single channel (the stem of a grey
       image network), for speed: it has only k*k multiply-adds per output, too few for
-      ONNX Runtime's int8 kernels, and ran faster in float (features network: 1.00 ->
-      0.91 ms per image, benchmarks/results/int8_choice_cpu.json, "edges").
+      ONNX Runtime's int8 kernels, and ran faster in float (features network 1.02 ->
+      0.94..0.98 ms per image, benchmarks/results/int8_choice_cpu.json, "edges").
     """
     import onnx
     from onnx import numpy_helper
@@ -227,6 +231,19 @@ def add_int8(engine: Any, calib: np.ndarray, *, method: str = "minmax", float_la
         members[f"{name}_int8.onnx"] = cache[key]
         meta.networks[f"{name}_int8"] = type(spec)(f"{name}_int8.onnx", dict(spec.inputs), list(spec.outputs), "int8")
     return Engine(engine.path, meta, members)
+
+
+def without_int8(engine: Any) -> Any:
+    """A copy of ``engine`` (in memory) without its int8 networks and their record: the
+    fp32 base that int8 candidates are made from."""
+    import copy
+
+    from ra_sdk.engine import Engine
+
+    meta = copy.deepcopy(engine.meta)
+    meta.networks = {k: v for k, v in meta.networks.items() if not k.endswith("_int8")}
+    meta.source = {k: v for k, v in (meta.source or {}).items() if k != "int8"}
+    return Engine(engine.path, meta, {k: v for k, v in engine.members.items() if not k.endswith("_int8.onnx")})
 
 
 def scores(engine: Any, images: np.ndarray, precision: str) -> np.ndarray:

@@ -62,10 +62,10 @@ def test_int8_runs_and_auto_picks_it_on_vnni(int8_bundle):
     assert np.all(np.isfinite(a)) and np.argsort(a).tolist() == np.argsort(b).tolist()
     with load(int8_bundle, backend="onnxruntime", device="cpu") as auto:
         assert auto.scorer.recon.precision == ("int8" if cpu_int8_dot() else "fp32")
-    eng = read_engine(int8_bundle)  # the same engine without its int8 networks: auto is fp32
-    eng.meta.networks = {k: v for k, v in eng.meta.networks.items() if not k.endswith("_int8")}
-    eng.meta.source = {k: v for k, v in eng.meta.source.items() if k != "int8"}
-    eng.members = {k: v for k, v in eng.members.items() if "_int8" not in k}
+    from ra_sdk.export.quantize import without_int8
+
+    eng = without_int8(read_engine(int8_bundle))  # the same engine without its int8 networks: auto is fp32
+    assert not any("int8" in k for k in [*eng.meta.networks, *eng.members, *eng.meta.source])
     with load(eng, backend="onnxruntime", device="cpu") as plain:
         assert plain.scorer.recon.precision == "fp32"
 
