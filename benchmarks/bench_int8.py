@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/int8_choice_cpu.json")
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["noise", "breakdown", "edges", "profile"], help="run one section and update it in --out")
+    ap.add_argument("--only", choices=["noise", "breakdown", "edges", "profile", "head"], help="run one section and update it in --out")
     args = ap.parse_args()
     eng = without_int8(read_engine(DEMO_ENGINE))  # the fp32 networks: every candidate is made from them
     calib, calib_desc = int8_calibration(eng.meta.preset, "embedded", None, 64 if args.quick else args.calib_images)  # the export's images
@@ -80,6 +80,8 @@ def main() -> None:
             res["edges"] = edges(eng, calib, probe, anomalous, ref, x32, 3 if args.quick else 9)
         elif args.only == "profile":
             res["profile"] = profile(read_engine(DEMO_ENGINE), x32)
+        elif args.only == "head":
+            res["head_rewrite"] = head_rewrite(calib, x32, 3 if args.quick else 9)
         else:
             res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
         res["choice"] = choice(res)
@@ -151,6 +153,7 @@ def main() -> None:
     res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
     res["edges"] = edges(eng, calib, probe, anomalous, ref, x32, 3 if args.quick else 9)
     res["profile"] = profile(read_engine(DEMO_ENGINE), x32)
+    res["head_rewrite"] = head_rewrite(calib, x32, 3 if args.quick else 9)
     res["choice"] = choice(res)
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(f"choice {res['choice']}; wrote {args.out}")
@@ -248,6 +251,42 @@ def edges(eng, calib: np.ndarray, probe: np.ndarray, anomalous: np.ndarray, ref:
         out["candidates"][k]["ms_per_image"] = ms[k]
         out["candidates"][k]["engine_score_int8_over_fp32"] = ms["fp32"]["engine_score"] / ms[k]["engine_score"]
         print(f"{k:<70} engine + score {1e3 / ms[k]['engine_score']:.1f} images/s, {out['candidates'][k]['engine_score_int8_over_fp32']:.2f}x fp32", flush=True)
+    return out
+
+
+def head_rewrite(calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
+    """The reconstruction exported with its 16 -> 1 output convolution as is and as the
+    export writes it (depthwise + 1x1 channel sum, ``one_channel_convs_as_depthwise``):
+    ms per image of the network alone at batch 32, fp32 and int8 (the shipped candidate's
+    left-out layers), interleaved rounds, and the largest output difference in fp32."""
+    import onnxruntime as ort
+    from ra_sdk.export.onnx_export import to_onnx
+    from ra_sdk.export.quantize import float_edges, quantize
+    from ra_sdk.train import load_model
+
+    from ra_sdk.data import DEMO_ENGINE
+
+    net, _ = load_model(DEMO_ENGINE)
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sessions, outs = {}, {}
+    for key, rewrite in (("as_is", False), ("rewritten", True)):
+        blob = to_onnx(net, "recon", one_channel_rewrite=rewrite)
+        q = quantize(blob, calib, float_layers=float_edges(blob, depth=2, tail=["x_ph"], one_channel=True))
+        for precision, b in (("fp32", blob), ("int8", q)):
+            sessions[f"{key} {precision}"] = ort.InferenceSession(b, opts, providers=["CPUExecutionProvider"])
+        outs[key] = sessions[f"{key} fp32"].run(None, {"x": x32[:, None]})
+    t: dict = {k: [] for k in sessions}
+    for s in sessions.values():
+        s.run(None, {"x": x32[:, None]})
+    for _ in range(rounds):
+        for k, s in sessions.items():
+            t0 = time.perf_counter()
+            s.run(None, {"x": x32[:, None]})
+            t[k].append(time.perf_counter() - t0)
+    out: dict = {"batch": len(x32), "rounds": rounds, "ms_per_image": {k: 1e3 * float(np.median(v)) / len(x32) for k, v in t.items()},
+                 "max_abs_diff_fp32": float(max(np.abs(a - b).max() for a, b in zip(outs["as_is"], outs["rewritten"])))}
+    print("head rewrite", json.dumps(out), flush=True)
     return out
 
 

@@ -36,9 +36,10 @@ def _module(net: Any, network: str) -> Any:
     return network_module(net, network)
 
 
-def to_onnx(net: Any, network: str = "recon", *, opset: int = OPSET, metadata: dict[str, str] | None = None) -> bytes:
+def to_onnx(net: Any, network: str = "recon", *, opset: int = OPSET, metadata: dict[str, str] | None = None, one_channel_rewrite: bool = True) -> bytes:
     """Export ``recon`` (x -> x_ph, embeddings) or ``features`` (x -> embeddings) to ONNX
-    with a dynamic batch axis, named inputs/outputs and metadata props."""
+    with a dynamic batch axis, named inputs/outputs and metadata props; one-output-channel
+    convolutions as :func:`one_channel_convs_as_depthwise` (off only to measure it)."""
     import onnx
     import torch
 
@@ -60,7 +61,8 @@ def to_onnx(net: Any, network: str = "recon", *, opset: int = OPSET, metadata: d
             training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False,
         )
         model = onnx.load(str(path))
-    one_channel_convs_as_depthwise(model)
+    if one_channel_rewrite:
+        one_channel_convs_as_depthwise(model)
     for k, v in {"ra_sdk.version": __version__, "ra_sdk.network": network, "ra_sdk.model": json.dumps(cfg.to_dict()), **(metadata or {})}.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = k, v
@@ -74,8 +76,9 @@ def one_channel_convs_as_depthwise(model: Any) -> int:
     (C, 1, k, k)), then a 1x1 Conv with weights 1 and the bias that sums the C maps.
     ONNX Runtime pads the output channels of a convolution to its vector block (16) in its
     NCHWc layout, so a C -> 1 convolution cost as much as C -> 16: a sixth of the whole
-    fp32 reconstruction, and a quarter of the int8 one, whose head stays float (measured in
-    benchmarks/results/int8_choice_cpu.json, "edges"). The channel sum is a convolution, not
+    fp32 reconstruction, and a quarter of the int8 one, whose head stays float (ONNX
+    Runtime's profiler; before and after: benchmarks/results/int8_choice_cpu.json,
+    "head_rewrite"). The channel sum is a convolution, not
     a ReduceSum: ONNX Runtime's ReduceSum summed in another order for a batch of one, and a
     score must not depend on its batch. The weight and bias initializers keep their names and
     shapes, so the engine stays a complete checkpoint. Returns how many were rewritten."""

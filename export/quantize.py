@@ -5,9 +5,12 @@ fold BatchNorm into the convolutions), then every Conv and Gemm gets QuantizeLin
 DequantizeLinear pairs: weights signed int8 per output channel (symmetric), activations
 unsigned int8 with a zero point (U8S8: what ONNX Runtime fuses into int8 kernels on CPUs
 with VNNI; signed activations left most convolutions in float in a trial, see the issue).
-Layers named in ``float_layers`` stay float (chosen by the per-layer sensitivity of
-``benchmarks/bench_int8.py``). TensorRT takes only symmetric INT8 Q/DQ; ``symmetric=True``
-makes that variant from the same calibration (ra-sdk build --precision int8).
+Layers named in ``float_layers`` are left out (the export's candidates name them with
+:func:`float_edges`; ``benchmarks/bench_int8.py`` measures each). Left out means float in
+the graph; ONNX Runtime still quantizes a left-out layer between int8 neighbours itself
+when it loads the graph (per-tensor weights), so only the edges of the int8 part really
+run float there. TensorRT takes only symmetric INT8 Q/DQ; ``symmetric=True`` makes that
+variant from the same calibration (ra-sdk build --precision int8).
 
 For ONNX Runtime, every 2x2 stride-2 AveragePool becomes the equal depthwise convolution
 (weights 1/4) before quantizing: ONNX Runtime's int8 average pool (QLinearAveragePool) took
@@ -197,7 +200,7 @@ def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", fl
 
 def info(method: str, calib_desc: str, n: int, float_layers: Mapping[str, Sequence[str]], fidelity: dict[str, Any]) -> dict[str, Any]:
     """What an engine records of its int8 networks (shown by ra-sdk inspect); ``float_layers``:
-    per network, the nodes left float."""
+    per network, the nodes left out of the quantization (see :func:`float_edges`)."""
     return {
         "method": method, "activations": "uint8, asymmetric, per tensor", "weights": "int8, symmetric, per output channel",
         "format": "QDQ (ONNX Runtime quantize_static; 2x2 average pools as depthwise Conv)", "calibration": calib_desc, "calibration_images": n,
@@ -211,7 +214,8 @@ def add_int8(engine: Any, calib: np.ndarray, *, method: str = "minmax", float_la
     ``networks`` (default: every network); a network without one runs fp32 at int8.
 
     Args:
-        float_layers: nodes left float, for every network or per network name.
+        float_layers: nodes left out of the quantization, for every network or per
+            network name.
         cache: quantized graphs by (network, method, float layers, pool rewrite), so that
             candidates sharing a network quantize it once (the same calibration images).
     """
