@@ -110,7 +110,8 @@ def main() -> None:
     def int8_rel_rms(e) -> float:
         return rel_rms(scores(e, probe, "int8"), ref)
 
-    # per-layer sensitivity of the recon network (the sensitive one): leave one layer float
+    # per-layer sensitivity of the recon network (the sensitive one): leave one layer out of
+    # the quantization (float as written; ONNX Runtime gives a middle layer per-tensor weights)
     layers = quantizable_layers(eng.network("recon")[1])
     full = int8_rel_rms(add_int8(eng, calib, method=best, networks=("recon",)))
     sens = []

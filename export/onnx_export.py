@@ -265,8 +265,9 @@ def candidate_name(nets: Sequence[str], depth: int | None) -> str:
 
 
 def int8_float_layers(engine: Any, nets: Sequence[str], depth: int | None) -> dict[str, list[str]]:
-    """Per network of a candidate, the nodes left float: those reading one channel, and for
-    the reconstruction with ``depth`` set, its output head and its first ``depth`` layers."""
+    """Per network of a candidate, the nodes left out of the quantization: those reading one
+    channel, and for the reconstruction with ``depth`` set, its output head and its first
+    ``depth`` layers."""
     from .quantize import float_edges
 
     out = {}
@@ -291,9 +292,9 @@ def int8_calibration(preset: Preset, calib: str | Path, heldout: dict[str, Any] 
 def add_int8_networks(meta: EngineMeta, members: dict[str, bytes], path: Path, *, calib: str | Path, n: int, method: str) -> tuple[EngineMeta, dict[str, bytes]]:
     """Quantize the networks (U8S8 QDQ, :mod:`ra_sdk.export.quantize`) and keep the first
     of :data:`INT8_CANDIDATES` (fastest first) that passes the fidelity bar on validation
-    images: Spearman >= 0.995,
-    flags identical on >= 99%, |AUROC change| <= 0.01 (validation synthetic anomalies for
-    brain MRI; a fifth of the calibration normals held back otherwise)."""
+    images: Spearman >= 0.995, flags identical on >= 99%, |AUROC change| <= 0.01
+    (validation synthetic anomalies for brain MRI; a fifth of the calibration normals held
+    back otherwise). Every candidate tried is recorded with its figures."""
     from ra_sdk.engine import Engine
     from ra_sdk.evaluation import synthetic_suite
 
