@@ -73,7 +73,7 @@ def run_demo(out: str | Path, *, n_normal: int = 60, n_per_type: int = 12, seed:
     for t, r in table.items():
         r["detection_rate"] = float(np.mean(detected[t])) if detected.get(t) else float("nan")
     report = build_report(out / "results", labels=labels_path, title="ra-sdk demo: synthetic brain MRI pathologies")
-    return {"summary": summary, "table": table, "backend": screener.backend, "results": out / "results", "report": report}
+    return {"summary": summary, "table": table, "backend": screener.backend, "precision": screener.precision, "results": out / "results", "report": report}
 
 
 def format_demo(res: dict[str, Any]) -> str:
@@ -83,5 +83,5 @@ def format_demo(res: dict[str, Any]) -> str:
         flagged = r.get("flagged", float("nan"))
         lines.append(f"{t:<22}{int(r['n']):>4}{r['auroc']:>8.3f}{flagged:>9.2f}{det:>10}")
     s = res["summary"]
-    lines += ["", *textwrap.wrap(LEGEND, 100), "", s.line() + f" [backend {res['backend']}]", f"results: {res['results'] / 'results.csv'}", f"report:  {res['report']} (open in a browser)"]
+    lines += ["", *textwrap.wrap(LEGEND, 100), "", s.line() + f" [backend {res['backend']}, {res['precision']}]", f"results: {res['results'] / 'results.csv'}", f"report:  {res['report']} (open in a browser)"]
     return "\n".join(lines)

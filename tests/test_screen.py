@@ -140,6 +140,10 @@ def test_demo_command_prints_the_table(tmp_path):
         assert t in r.output
     assert "images/s" in r.output and (tmp_path / "d" / "results" / "results.csv").exists()
     assert (tmp_path / "d" / "results" / "report.html").exists() and "report.html" in r.output
+    from ra_sdk.info import cpu_int8_dot
+
+    # which backend and precision ran ("auto": int8 on a CPU with VNNI, the bundled engine's passed)
+    assert f"[backend onnxruntime, {'int8' if cpu_int8_dot() else 'fp32'}]" in r.output
 
 
 def test_screen_one_runs_in_the_calling_thread_reuses_its_buffer_and_is_thread_safe(monkeypatch):
