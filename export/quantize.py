@@ -21,6 +21,7 @@ same sums (tests hold them equal); the fp32 networks of an engine keep the Avera
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,16 @@ def _prepared(onnx_bytes: bytes, tmp: Path) -> Path:
     src.write_bytes(onnx_bytes)
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
     return pre
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared_model(onnx_bytes: bytes) -> Any:
+    """The prepared graph (:func:`_prepared`) in memory, made once per network: the export's
+    candidates ask :func:`float_edges` about the same network several times. Read-only."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return onnx.load(str(_prepared(onnx_bytes, Path(tmp))))
 
 
 def pools_as_depthwise(model: Any) -> int:
@@ -75,11 +86,7 @@ def pools_as_depthwise(model: Any) -> int:
 
 def graph_nodes(onnx_bytes: bytes) -> list[tuple[str, str]]:
     """(name, op type) of every node of the prepared graph, in graph order."""
-    import onnx
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model = onnx.load(str(_prepared(onnx_bytes, Path(tmp))))
-    return [(n.name, n.op_type) for n in model.graph.node]
+    return [(n.name, n.op_type) for n in _prepared_model(onnx_bytes).graph.node]
 
 
 def quantizable_layers(onnx_bytes: bytes) -> list[str]:
@@ -110,11 +117,9 @@ def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = (), 
       ONNX Runtime's int8 kernels, and ran faster in float (features network 1.02 ->
       0.94..0.98 ms per image, benchmarks/results/int8_choice_cpu.json, "edges").
     """
-    import onnx
     from onnx import numpy_helper
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model = onnx.load(str(_prepared(onnx_bytes, Path(tmp))))
+    model = _prepared_model(onnx_bytes)
     nodes = list(model.graph.node)
     producer = {o: n for n in nodes for o in n.output}
     level: dict[str, int] = {}  # layers on the longest path from the input, this one included
