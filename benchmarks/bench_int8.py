@@ -17,9 +17,13 @@ equal depthwise convolution that export uses. Breakdown: engine + score split in
 features (three passes per image) and the rest of the score, fp32 and full int8, with the
 int8 / fp32 ratios that full int8 would reach. Edges: the export's candidates (float
 stems, the reconstruction's output head, its first layers), each with its fidelity as
-ONNX Runtime runs it and as the graph is written, and its engine + score speed.
+ONNX Runtime runs it and as the graph is written, and its engine + score speed. Overlap:
+the bundled engine's engine + score at batch 32, fp32 and int8, scored in the calling
+thread alone and as the Scorer's CPU pipeline (host steps on a side thread beside the
+networks) with chunks of 32, 16, 8 and 4 images; every variant's scores must equal the
+sequential ones bit for bit.
 
-    python -m benchmarks.bench_int8 --only noise|breakdown|edges   # one section, updated in --out
+    python -m benchmarks.bench_int8 --only noise|breakdown|edges|profile|head|overlap   # one section, updated in --out
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/int8_choice_cpu.json")
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["noise", "breakdown", "edges", "profile", "head"], help="run one section and update it in --out")
+    ap.add_argument("--only", choices=["noise", "breakdown", "edges", "profile", "head", "overlap"], help="run one section and update it in --out")
     args = ap.parse_args()
     eng = without_int8(read_engine(DEMO_ENGINE))  # the fp32 networks: every candidate is made from them
     calib, calib_desc = int8_calibration(eng.meta.preset, "embedded", None, 64 if args.quick else args.calib_images)  # the export's images
@@ -82,6 +86,8 @@ def main() -> None:
             res["profile"] = profile(read_engine(DEMO_ENGINE), x32)
         elif args.only == "head":
             res["head_rewrite"] = head_rewrite(calib, x32, 3 if args.quick else 9)
+        elif args.only == "overlap":
+            res["overlap"] = overlap(read_engine(DEMO_ENGINE), x32, 5 if args.quick else 21)
         else:
             res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
         res["choice"] = choice(res)
@@ -155,6 +161,7 @@ def main() -> None:
     res["edges"] = edges(eng, calib, probe, anomalous, ref, x32, 3 if args.quick else 9)
     res["profile"] = profile(read_engine(DEMO_ENGINE), x32)
     res["head_rewrite"] = head_rewrite(calib, x32, 3 if args.quick else 9)
+    res["overlap"] = overlap(read_engine(DEMO_ENGINE), x32, 5 if args.quick else 21)
     res["choice"] = choice(res)
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(f"choice {res['choice']}; wrote {args.out}")
@@ -195,11 +202,46 @@ def interleaved(scorers: dict, x32: np.ndarray, rounds: int) -> dict:
     return {k: {p: 1e3 * float(np.median(v)) / len(x32) for p, v in t[k].items()} for k in scorers}
 
 
+def overlap(eng, x32: np.ndarray, rounds: int) -> dict:
+    """Engine + score at batch 32 (ms per image, median of interleaved rounds), fp32 and
+    int8: in the calling thread alone ("sequential", ``pipeline_chunk`` 0) and as the
+    Scorer's CPU pipeline with chunks of 32, 16, 8 and 4 images. Asserts that every variant
+    gives the sequential scores bit for bit."""
+    from ra_sdk.scorer import PIPELINE_CHUNK, Scorer
+
+    chunks = (0, 32, 16, 8, 4)
+    scorers = {p: Scorer(eng, backend="onnxruntime", device="cpu", precision=p) for p in ("fp32", "int8")}
+    ref = {}
+    for p, sc in scorers.items():
+        sc.pipeline_chunk = 0
+        ref[p] = sc.score_batch(x32)[1]
+        for c in chunks:
+            sc.pipeline_chunk = c
+            assert np.array_equal(sc.score_batch(x32)[1], ref[p]), (p, c)
+    t: dict = {(c, p): [] for c in chunks for p in scorers}
+    for _ in range(rounds):
+        for c in chunks:
+            for p, sc in scorers.items():
+                sc.pipeline_chunk = c
+                t0 = time.perf_counter()
+                sc.score_batch(x32)
+                t[(c, p)].append(time.perf_counter() - t0)
+    for sc in scorers.values():
+        sc.close()
+    out: dict = {"batch": len(x32), "rounds": rounds, "unit": "ms per image", "default_chunk": PIPELINE_CHUNK, "same_scores": True}
+    for c in chunks:
+        f32, i8 = (1e3 * float(np.median(t[(c, p)])) / len(x32) for p in ("fp32", "int8"))
+        pairs = np.array(t[(c, "fp32")]) / np.array(t[(c, "int8")])
+        out["sequential" if c == 0 else f"chunk{c}"] = {"fp32": f32, "int8": i8, "int8_over_fp32": f32 / i8, "int8_over_fp32_pairwise_median": float(np.median(pairs))}
+    print("overlap", json.dumps(out), flush=True)
+    return out
+
+
 def breakdown(eng, calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
     """Where the time of engine + score goes at batch 32, fp32 and full int8 (interleaved
     rounds, ms per image): the recon network, the features network (run three times per
     image: on x_ph, C(x) and C(x_ph); x's features come with recon), and the rest of the
-    score. Then the bound on int8 / fp32 for engine + score if recon passed in int8 too."""
+    score (what of it the CPU pipeline does not hide behind the networks). Then the bound on int8 / fp32 for engine + score if recon passed in int8 too."""
     from ra_sdk.export.quantize import add_int8
 
     from ra_sdk.scorer import Scorer

@@ -141,7 +141,10 @@ def reference_pipeline(net: Any, config: Any) -> Callable[[np.ndarray], float]:
         amap = np.abs(cp - cx) * s
         vals = amap.ravel()
         if config.foreground > 0:  # only where the smoothed input is above the level
-            vals = amap[gaussian_filter(x, 2.0) > config.foreground]
+            fg = gaussian_filter(x, 2.0) > config.foreground
+            if config.aggregation == "mean":
+                return float(amap[fg].mean()) if fg.any() else 0.0
+            vals = np.where(fg, amap, 0).ravel()  # top-k and max: the outside counts as zero
         if config.aggregation == "mean":
             return float(vals.mean())
         if config.aggregation == "max":

@@ -9,6 +9,8 @@ On a GPU the arrays stay on the device; only what the caller asks for comes back
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,11 @@ import numpy as np
 from ._arrays import array_module, to_device_of, to_host
 from .engine import Engine
 from .runners import Runner, make_runner
-from .scoring import ScoreConfig, score_batch
+from .scoring import ScoreConfig, clahe, foreground_mask, score_batch_later
+from .scoring.cpu.threads import MIN_PIXELS, side_thread
+
+#: images per chunk of the CPU pipeline (score_batch); see benchmarks/bench_int8.py "overlap"
+PIPELINE_CHUNK = 8
 
 
 class Scorer:
@@ -46,9 +52,39 @@ class Scorer:
         self.recon = recon
         self.features = features
         self.batch_size = max(1, min(int(batch_size), recon.max_batch))
+        #: images per network call in the CPU pipeline of score_batch (measured: bench_int8
+        #: "overlap"); 0 scores every batch in the calling thread alone
+        self.pipeline_chunk = PIPELINE_CHUNK
 
     def score_batch(self, x: Any) -> tuple[Any, Any, Any]:
-        """x (B, H, W) -> (maps (B, H, W), scores (B,), x_ph (B, H, W)), on the runner's device."""
+        """x (B, H, W) -> (maps (B, H, W), scores (B,), x_ph (B, H, W)), on the runner's device.
+
+        On the CPU, a batch of at least ``MIN_PIXELS`` pixels is scored as a pipeline: the
+        networks run on the calling thread, chunk after chunk of ``pipeline_chunk`` images,
+        while one side thread does the host steps (the foreground mask and C(x) during the
+        reconstruction, C(x_ph) and the saliency terms during the feature passes, a chunk's
+        map and scores during the next chunk's networks). The networks leave part of the
+        cores idle; ``benchmarks/bench_int8.py``, section "overlap", measures the gain. Each
+        image goes through the same steps on the same data, so the same bits (tests hold
+        it); a smaller batch (``screen_one``) runs in the calling thread alone.
+        """
+        if not (self.pipeline_chunk > 0 and isinstance(x, np.ndarray) and x.size >= MIN_PIXELS):
+            return self._score_later(x, None)()
+        side = side_thread()
+        c = self.pipeline_chunk
+        parts = [later() for later in [self._score_later(x[i : i + c], side) for i in range(0, len(x), c)]]
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate(p) for p in zip(*parts))  # type: ignore[return-value]
+
+    def _score_later(self, x: Any, side: Executor | None) -> Callable[[], tuple[Any, Any, Any]]:
+        cfg = self.config
+        mask = clahe_x = None
+        if side is not None:  # functions of x alone: made while the reconstruction runs
+            if cfg.foreground > 0:
+                mask = side.submit(foreground_mask, x, cfg.foreground).result
+            if cfg.use_clahe:
+                clahe_x = side.submit(lambda: clahe(np.clip(x.astype(np.float32, copy=False), 0, 1))).result
         out = self.recon.infer({"x": x[:, None]})
         x_ph = out["x_ph"][:, 0]
         if type(x_ph) is not type(x):  # a GPU runner fed from host memory
@@ -66,8 +102,13 @@ class Scorer:
                     return emb_x
                 return _levels(features.infer({"x": images}))
 
-        maps, scores = score_batch(x, x_ph, feats, config=self.config)
-        return maps, scores, x_ph
+        result = score_batch_later(x, x_ph, feats, config=cfg, mask=mask, clahe_x=clahe_x, side=side)
+
+        def done() -> tuple[Any, Any, Any]:
+            maps, scores = result()
+            return maps, scores, x_ph
+
+        return done
 
     def score(self, images: np.ndarray, *, maps: bool = True, recons: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         """All images in batches: (maps or None, scores (N,) float64, reconstructions or None),

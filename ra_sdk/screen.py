@@ -171,6 +171,11 @@ class Screener:
             r.error, r.error_kind = p.error or "no image", p.error_kind or "error"
             return r
         cfg = self.engine.meta.score
+        if not np.isfinite(scores).all():  # never a NaN or inf in the results: a failure with its reason
+            where = p.paths[0] if p.paths else p.sid
+            bad = int((~np.isfinite(scores)).sum())
+            r.error, r.error_kind = f"{where}: the score of {bad} of {len(scores)} slice(s) is not finite (NaN or inf from the engine)", "non-finite"
+            return r
         s, k = study_score(scores, how=cfg.study_aggregation, k=cfg.study_k)
         r.score, r.n_slices, r.max_slice = s, len(scores), int(p.slice_index[k])
         cal = self.engine.meta.calibration

@@ -198,6 +198,47 @@ def test_anomaly_map_features_matches_transcription(rng):
     assert np.abs(got - ref).max() <= TOL["map_rel"] * ref.max()
 
 
+
+@pytest.mark.parametrize("k", [1, 7, 300, 1000, 1024])
+def test_topk_mean_is_the_full_sort_bit_for_bit(rng, k):
+    """The selection among positives first (fast on maps with a plateau of zeros) gives the
+    same bits as sorting every row, whether or not k positives exist."""
+    from ra_sdk.scoring.cpu.score import topk_mean
+
+    rows = [
+        rng.random(1024),  # all positive
+        np.where(rng.random(1024) < 0.6, 0.0, rng.random(1024)),  # a plateau of zeros (an anomaly map)
+        np.where(rng.random(1024) < 0.99, 0.0, rng.random(1024)),  # fewer than k positives
+        rng.standard_normal(1024),  # negatives too
+        np.full(1024, -np.inf),  # nothing at all
+        np.zeros(1024),
+    ]
+    v = np.stack(rows)
+    want = -np.sort(-v, axis=1)[:, :k].mean(1)
+    got = topk_mean(v, k)
+    assert np.array_equal(got, want)  # exact equality (a zero row may differ in the sign of 0.0)
+    assert got[:4].tobytes() == want[:4].tobytes()
+    with pytest.raises(ValueError, match="k must be"):
+        topk_mean(v, 0)
+
+
+def test_small_foreground_scores_finite_not_minus_inf(rng):
+    """Fewer foreground pixels than k: the outside counts as zero (it scored -inf once, and
+    -Infinity reached results.jsonl)."""
+    amap = rng.random((2, 64, 64)).astype(np.float32)
+    mask = np.zeros((2, 64, 64), bool)
+    mask[0, 10:20, 10:20] = True  # 100 pixels, k = 205
+    mask[1, :, :40] = True  # 2560 pixels
+    masked = np.where(mask, amap, 0).reshape(2, -1).astype(np.float64)
+    k = round(0.05 * 64 * 64)
+    top = scoring.image_score(amap, mask, aggregation="topk", topk=0.05)
+    np.testing.assert_array_equal(top, -np.sort(-masked, axis=1)[:, :k].mean(1))
+    assert top[0] == pytest.approx(masked[0].sum() / k)
+    np.testing.assert_array_equal(scoring.image_score(amap, mask, aggregation="max"), [amap[0][mask[0]].max(), amap[1][mask[1]].max()])
+    empty = np.zeros_like(mask)
+    for how in ("mean", "max", "topk"):
+        assert np.all(scoring.image_score(amap, empty, aggregation=how) == 0)
+
 def test_score_options_and_aggregations(rng):
     x = brain_like(rng, n=3)
     x_ph = pseudo_healthy(rng, x)
@@ -299,8 +340,39 @@ def test_a_score_does_not_depend_on_its_batch():
             assert np.array_equal(got, ref[3:33]), precision
 
 
+
+@pytest.mark.parametrize("config", [None, ScoreConfig(perceptual="structural", aggregation="mean"), ScoreConfig(perceptual="features", use_clahe=False, foreground=0.1, aggregation="max"),
+                                    ScoreConfig(perceptual="none", aggregation="topk", topk=0.02)], ids=["engine", "structural", "no-clahe", "residual"])
+def test_the_cpu_pipeline_gives_the_calling_thread_bits(config):
+    """Scorer.score_batch on the CPU runs host steps on a side thread beside the networks,
+    chunk by chunk: maps, scores and reconstructions equal the calling thread's alone, bit
+    for bit, for any chunk size and scoring config."""
+    from ra_sdk.data import DEMO_ENGINE
+    from ra_sdk.data.augment import normal_batch
+    from ra_sdk.engine import read_engine
+    from ra_sdk.runners import make_runner
+    from ra_sdk.scorer import Scorer
+    from ra_sdk.scoring.cpu.threads import MIN_PIXELS
+
+    x = normal_batch("test", 21, start=100).astype(np.float32)
+    assert x.size >= MIN_PIXELS  # large enough for the pipeline
+    eng = read_engine(DEMO_ENGINE)
+    cfg = config or eng.meta.score
+    recon = make_runner(eng, backend="onnxruntime", device="cpu")
+    feats = make_runner(eng, backend="onnxruntime", device="cpu", network="features") if cfg.perceptual == "features" else None
+    sc = Scorer.from_runners(cfg, recon, feats)
+    sc.pipeline_chunk = 0
+    ref = sc.score_batch(x)
+    for chunk in (32, 8, 5):
+        sc.pipeline_chunk = chunk
+        got = sc.score_batch(x)
+        for a, b in zip(got, ref):
+            assert a.tobytes() == b.tobytes(), chunk
+    assert np.isfinite(ref[1]).all() and ref[0].shape == (21, 128, 128)
+    sc.close()
+
 def test_the_fast_cpu_score_steps_give_the_reference_bits():
-    """Top-k by partition equals top-k by a full sort (ties and masks included), and the
+    """Top-k by selection equals top-k by a full sort (ties and masks included), and the
     feature distance split over threads in chunks equals one call in the calling thread,
     bit for bit."""
     from ra_sdk.scoring import image_score
@@ -315,7 +387,7 @@ def test_the_fast_cpu_score_steps_give_the_reference_bits():
         mask = rng.random((b, h, w)) > 0.3 if trial % 2 else None
         flat = a.reshape(b, -1).astype(np.float64)
         if mask is not None:
-            flat = np.where(mask.reshape(b, -1), flat, np.nan)
+            flat = np.where(mask.reshape(b, -1), flat, 0.0)  # outside the mask counts as zero
         for topk in (0.01, 0.05, 0.5, 1.0):
             k = max(1, round(topk * flat.shape[1]))
             ref = (-np.sort(-np.nan_to_num(flat, nan=-np.inf), axis=1)[:, :k]).mean(1)

@@ -100,6 +100,40 @@ def test_screen_cli_results_sorted_and_exit_codes(tmp_path, normal_images):
     assert r.exit_code == 1 and "not writable" in r.output
 
 
+
+def _strict_json(line: str):
+    def refuse(const: str):
+        raise ValueError(f"{const} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_a_small_foreground_scores_finite_and_a_non_finite_score_is_a_failure(tmp_path, screener, monkeypatch):
+    """A 10 x 10 bright patch on black: fewer foreground pixels than the engine's top-k
+    (5% of the image); it once scored -inf and wrote -Infinity into results.jsonl."""
+    dot = np.zeros((128, 128), np.uint8)
+    dot[60:70, 60:70] = 200
+    write_png(tmp_path / "in" / "dot.png", dot)
+    r = CliRunner().invoke(main, ["screen", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--backend", "onnxruntime", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    row = _strict_json((tmp_path / "out" / "results.jsonl").read_text().splitlines()[0])
+    assert row["error"] is None and np.isfinite(row["score"]) and row["score"] >= 0
+
+    real = screener.scorer.score
+
+    def nan_second(images, **kw):  # an engine that gives NaN for one image
+        m, s, rc = real(images, **kw)
+        s = s.copy()
+        s[1:2] = np.nan
+        return m, s, rc
+
+    monkeypatch.setattr(screener.scorer, "score", nan_second)
+    ok = np.zeros((128, 128), np.float32)
+    ok[20:100, 20:100] = 0.5
+    res = screener.screen([ok, ok])
+    assert res[0].error is None and np.isfinite(res[0].score)
+    assert res[1].score is None and res[1].error_kind == "non-finite" and "not finite" in res[1].error
+
 def test_safe_names_stay_inside():
     for sid in ("../../etc/passwd", "/abs/path.dcm", "a/b/../c", "..", ""):
         n = safe_name(sid)

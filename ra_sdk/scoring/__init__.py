@@ -15,6 +15,7 @@ distance of network features).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -127,7 +128,13 @@ def anomaly_map(
     Returns:
         (B, H, W) float32 anomaly map, same array type as x.
     """
-    cfg = config or ScoreConfig()
+    return _anomaly_map_later(x, x_ph, feats, config or ScoreConfig(), mask, feature_weights, None, None)()
+
+
+def _anomaly_map_later(x: Any, x_ph: Any, feats: FeatureFn | None, cfg: ScoreConfig, mask: Any, weights: Sequence[Any] | None,
+                       clahe_x: Any, side: Executor | None) -> Callable[[], Any]:
+    """The anomaly map, with the host steps on ``side`` when given (see score_batch_later);
+    ``mask`` and ``clahe_x`` may be laters. Returns a later of the map."""
     x3, _ = _as_bhw(x)
     p3, _ = _as_bhw(x_ph)
     if x3.shape != p3.shape:
@@ -136,61 +143,93 @@ def anomaly_map(
     x3 = xp.clip(x3.astype(xp.float32, copy=False), 0, 1)
     p3 = xp.clip(p3.astype(xp.float32, copy=False), 0, 1)
     if cfg.perceptual == "structural" and cfg.use_clahe and _is_cupy(x3):
-        return _gpu().fused_structural_map(x3, p3, sigma=cfg.sigma, gaussian_weights=cfg.ssim_gaussian, mask=mask)
+        amap = _gpu().fused_structural_map(x3, p3, sigma=cfg.sigma, gaussian_weights=cfg.ssim_gaussian, mask=_value(mask))
+        return lambda: amap
     if cfg.use_clahe:
-        cx, cp = (clahe(x3), clahe(p3))
+        cx = clahe_x if clahe_x is not None else _later(side, clahe, x3)
+        cp = _later(side, clahe, p3)
     else:
         cx, cp = x3, p3
-    amap = xp.abs(cp - cx)
+    s1 = fcx = fcp = None
+    size = (int(x3.shape[1]), int(x3.shape[2]))
     if cfg.perceptual != "none":
-        s1 = _perceptual(p3, x3, feats, cfg, feature_weights)
-        s2 = _perceptual(cp, cx, feats, cfg, feature_weights)
-        if cfg.sigma > 0:
-            s1, s2 = gaussian_blur(s1, cfg.sigma), gaussian_blur(s2, cfg.sigma)
-        amap = amap * (s1 * s2)
-    if mask is not None:
-        amap = amap * mask
-    return amap.astype(xp.float32, copy=False)
+        # The network passes run here, in turn; the host work between them goes aside.
+        s1 = _later(side, _saliency, _inputs(p3, feats, cfg), _inputs(x3, feats, cfg), cfg, size, weights)
+        fcx = _inputs(_value(cx), feats, cfg)
+        fcp = _inputs(_value(cp), feats, cfg)
+
+    def finish() -> Any:
+        amap = xp.abs(_value(cp) - _value(cx))
+        if cfg.perceptual != "none":
+            s2 = _saliency(fcp, fcx, cfg, size, weights)
+            amap = amap * (_value(s1) * s2)
+        m = _value(mask)
+        if m is not None:
+            amap = amap * m
+        return amap.astype(xp.float32, copy=False)
+
+    return _later(side, finish)
 
 
-def _perceptual(a: Any, b: Any, feats: FeatureFn | None, cfg: ScoreConfig, weights: Sequence[Any] | None = None) -> Any:
+def _value(v: Any) -> Any:
+    """The value of a later (see _later), or v itself."""
+    return v() if callable(v) else v
+
+
+def _later(side: Executor | None, fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """fn(*args) on ``side`` (or now, without one); call the result to get its value."""
+    if side is None:
+        value = fn(*args)
+        return lambda: value
+    return side.submit(fn, *args).result
+
+
+def _inputs(images: Any, feats: FeatureFn | None, cfg: ScoreConfig) -> Any:
+    """What the perceptual map compares: the images (structural) or their feature levels."""
     if cfg.perceptual == "structural":
-        return perceptual_map(a, b, kind="structural", gaussian_weights=cfg.ssim_gaussian)
+        return images
     if feats is None:
         raise ConfigError("the 'features' perceptual map needs a feature function (feats=...)")
-    h, w = a.shape[1:]
-    return perceptual_map(list(feats(a[:, None])), list(feats(b[:, None])), kind="features", size=(h, w), weights=weights)
+    return list(feats(images[:, None]))
+
+
+def _saliency(a: Any, b: Any, cfg: ScoreConfig, size: tuple[int, int], weights: Sequence[Any] | None) -> Any:
+    """G(P(a, b)): the perceptual map of two images' inputs (``_inputs``), smoothed."""
+    s = perceptual_map(a, b, kind=cfg.perceptual, size=size, weights=weights, gaussian_weights=cfg.ssim_gaussian)
+    return gaussian_blur(s, cfg.sigma) if cfg.sigma > 0 else s
 
 
 def image_score(amap: Any, mask: Any = None, *, aggregation: str = "mean", topk: float = 0.01) -> Any:
     """Per-image score of (B, H, W) anomaly maps: the mean (the paper), the mean of the top
-    ``topk`` fraction of pixels, or the max; over ``mask`` pixels only when given.
+    ``topk`` fraction of pixels, or the max.
+
+    With a ``mask``, "mean" averages the mask's pixels only; for "topk" and "max" a pixel
+    outside the mask counts as zero (anomaly maps are non-negative), so k stays a fraction
+    of the image and an image with little foreground gets a small, finite score (with the
+    outside as -inf, an image with fewer than k foreground pixels scored -inf).
 
     Returns a (B,) float array of the input's array type.
     """
     xp = _gpu().cupy() if _is_cupy(amap) else np
     a3, _ = _as_bhw(amap)
     b = a3.shape[0]
-    flat = a3.reshape(b, -1).astype(xp.float64)
+    flat = a3.reshape(b, -1)
     if mask is not None:
         m = xp.broadcast_to(xp.asarray(mask).reshape(-1, *a3.shape[1:]), a3.shape).reshape(b, -1).astype(bool)
         if aggregation == "mean":
-            return (flat * m).sum(1) / xp.maximum(m.sum(1), 1)
-        flat = xp.where(m, flat, -xp.inf if aggregation == "max" else xp.nan)
+            return (flat.astype(xp.float64) * m).sum(1) / xp.maximum(m.sum(1), 1)
+        flat = xp.where(m, flat, 0)
     if aggregation == "mean":
-        return flat.mean(1)
+        return flat.astype(xp.float64).mean(1)
     if aggregation == "max":
-        return flat.max(1)
+        return flat.max(1).astype(xp.float64)
     if aggregation == "topk":
         n = flat.shape[1]
         k = max(1, round(topk * n))
-        vals = xp.nan_to_num(flat, nan=-xp.inf)
-        if xp is np and k < n:
-            # the k largest without sorting all n: the same values, summed in the same
-            # (descending) order as the full sort, so the same bits
-            vals = np.partition(vals, n - k, axis=1)[:, n - k :]
-        part = -xp.sort(-vals, axis=1)[:, :k]
-        return part.mean(1)
+        if xp is np:
+            return _cpu.topk_mean(flat, k)
+        vals = xp.nan_to_num(flat.astype(xp.float64), nan=-xp.inf)
+        return (-xp.sort(-vals, axis=1)[:, :k]).mean(1)
     raise ConfigError(f"unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
 
 
@@ -232,9 +271,34 @@ def score_batch(
     On a GPU, the structural map with CLAHE runs as one fused pass whose per-image sum and
     max give the "mean" and "max" scores directly (no second reduction over the maps).
     """
+    return score_batch_later(x, x_ph, feats, config=config, mask=mask, feature_weights=feature_weights)()
+
+
+def score_batch_later(
+    x: Any,
+    x_ph: Any,
+    feats: FeatureFn | None = None,
+    *,
+    config: ScoreConfig | None = None,
+    mask: Any = None,
+    feature_weights: Sequence[Any] | None = None,
+    clahe_x: Any = None,
+    side: Executor | None = None,
+) -> Callable[[], tuple[Any, Any]]:
+    """:func:`score_batch`, with the host steps that need no network on ``side``.
+
+    The network passes of ``feats`` run on the calling thread, in turn; C(x), C(x_ph), the
+    saliency terms, the map and the scores go to ``side`` (one worker thread: each step is
+    submitted after the steps it waits for, so the queue never waits on itself), where
+    they run while the calling thread runs the next network pass. Returns once the last
+    network pass is done, with a function that waits for and returns (maps, scores). The
+    same steps on the same data as :func:`score_batch`: the same bits. Without ``side``,
+    everything runs now. ``mask`` and ``clahe_x`` (C(x), when the caller made it while the
+    reconstruction ran) may be such functions too.
+    """
     cfg = config or ScoreConfig()
     if mask is None and cfg.foreground > 0:
-        mask = foreground_mask(x, cfg.foreground)
+        mask = _later(side, foreground_mask, x, cfg.foreground)
     if _is_cupy(x) and cfg.perceptual == "structural" and cfg.use_clahe and cfg.aggregation in ("mean", "max") and mask is None:
         x3, _ = _as_bhw(x)
         p3, _ = _as_bhw(x_ph)
@@ -243,9 +307,10 @@ def score_batch(
         p3 = cp.clip(p3.astype(cp.float32, copy=False), 0, 1)
         amap, (sums, maxs) = _gpu().fused_structural_map(x3, p3, sigma=cfg.sigma, gaussian_weights=cfg.ssim_gaussian, with_stats=True)
         n = amap.shape[1] * amap.shape[2]
-        return amap, (sums / n if cfg.aggregation == "mean" else maxs.astype(cp.float64))
-    amap = anomaly_map(x, x_ph, feats, config=cfg, mask=mask, feature_weights=feature_weights)
-    return amap, image_score(amap, mask, aggregation=cfg.aggregation, topk=cfg.topk)
+        out = (amap, (sums / n if cfg.aggregation == "mean" else maxs.astype(cp.float64)))
+        return lambda: out
+    amap = _anomaly_map_later(x, x_ph, feats, cfg, mask, feature_weights, clahe_x, side)
+    return _later(side, lambda: (amap(), image_score(amap(), _value(mask), aggregation=cfg.aggregation, topk=cfg.topk)))
 
 
 __all__ = [
@@ -259,5 +324,6 @@ __all__ = [
     "image_score",
     "perceptual_map",
     "score_batch",
+    "score_batch_later",
     "study_score",
 ]

@@ -33,7 +33,8 @@ class ScoreConfig:
     study_k: int = 3
     #: 0: score every pixel; else only the foreground: where the input, smoothed by the
     #: saliency Gaussian, exceeds this level (the skull-stripped background of a brain MRI
-    #: scores nothing)
+    #: scores nothing); "mean" averages the foreground, "topk" and "max" count the rest as
+    #: zero (k stays a fraction of the whole image)
     foreground: float = 0.0
 
     def __post_init__(self) -> None:

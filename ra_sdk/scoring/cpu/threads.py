@@ -24,13 +24,21 @@ def pool(n: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=n, thread_name_prefix="ra-sdk-cpu")
 
 
+@functools.lru_cache(maxsize=1)
+def side_thread() -> ThreadPoolExecutor:
+    """One thread for host-side score steps that run beside a network (``Scorer``)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ra-sdk-side")
+
+
 def map_images(fn: Callable[[slice], np.ndarray], batch: int, pixels: int, *, threads: int | None = None, chunk: int | None = None) -> np.ndarray:
     """``fn`` over slices of the batch, concatenated in order. ``fn`` must treat images
     independently: each image's result is then the same bits however the batch is cut
     (tests/test_scoring.py checks that). ``chunk``: images per call (default: one slice per
     thread); small chunks keep each call's arrays in cache."""
     n = min(threads or default_threads(), batch)
-    if n <= 1 or pixels < MIN_PIXELS:
-        return fn(slice(0, batch))
-    step = chunk or -(-batch // n)
-    return np.concatenate(list(pool(n).map(fn, [slice(i, min(i + step, batch)) for i in range(0, batch, step)])))
+    inline = n <= 1 or pixels < MIN_PIXELS
+    step = chunk or (batch if inline else -(-batch // n))
+    slices = [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
+    if len(slices) == 1:
+        return fn(slices[0])
+    return np.concatenate(list(map(fn, slices) if inline else pool(n).map(fn, slices)))
