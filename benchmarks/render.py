@@ -131,6 +131,11 @@ def render() -> str:
                     + (f"The int8 rows run recon in {int8_nets['recon']} and the features network in {int8_nets['features']} (the networks whose int8 passed the fidelity bar, "
                        "`benchmarks/results/int8_choice_cpu.json`; the few layers at their edges that stay float are counted as int8), so their peak is that mix's: "
                        "each network at the peak of its precision." if int8_nets else "")]
+        if "engine_score_int8_vs_fp32" in sp:
+            r = sp["engine_score_int8_vs_fp32"]
+            out += ["", f"Engine + score at batch {r['batch']}, int8 against fp32 in {r['rounds']} interleaved rounds of the same run (the table's rows are timed one runner "
+                    f"after the other): int8 {r['int8_images_per_s']:.1f}, fp32 {r['fp32_images_per_s']:.1f} images/s, **{r['ratio_of_medians']:.2f}x** "
+                    f"(median of the rounds' ratios {r['ratio_median_of_rounds']:.2f}x, range {r['ratio_range'][0]:.2f}x..{r['ratio_range'][1]:.2f}x)."]
         rb = sp.get("research_baseline")
         sd = sp["screen_demo"]
         per = sd.get("by_precision", {sd.get("precision", "fp32"): sd})

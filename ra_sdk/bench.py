@@ -225,6 +225,8 @@ def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1
                                          "pct_of_peak": 100 * gmacs / (macs / spent), "networks": {"recon": sc.recon.spec.precision, "features": feats.spec.precision if feats else None}})
             res["runners"][key] = row
             log.info("%s: %s", key, {k: round(v["images_per_s"], 1) for k, v in row.items()})
+    if has_int8 and 32 in batches:
+        res["engine_score_int8_vs_fp32"] = interleaved_ratio(eng, images[:32], 3 if quick else 15)
     # End-to-end screening of the demo studies, and the research pipeline on the same images.
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "demo"
@@ -277,6 +279,31 @@ def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1
     return res
 
 
+def interleaved_ratio(eng: Any, x: np.ndarray, rounds: int) -> dict[str, Any]:
+    """Engine + score of one batch, int8 against fp32 (ONNX Runtime, CPU), timed in
+    alternating rounds so that the machine's drift hits both alike: the medians and the
+    median of the per-round ratios."""
+    from .scorer import Scorer
+
+    t: dict[str, list[float]] = {"fp32": [], "int8": []}
+    scorers = {p: Scorer(eng, backend="onnxruntime", device="cpu", precision=p, batch_size=len(x)) for p in t}
+    try:
+        for sc in scorers.values():
+            sc.score_batch(x)  # warm-up
+        for _ in range(rounds):
+            for p, sc in scorers.items():
+                t0 = time.perf_counter()
+                sc.score_batch(x)
+                t[p].append(time.perf_counter() - t0)
+    finally:
+        for sc in scorers.values():
+            sc.close()
+    ips = {p: len(x) / float(np.median(v)) for p, v in t.items()}
+    pairs = [a / b for a, b in zip(t["fp32"], t["int8"])]
+    return {"batch": len(x), "rounds": rounds, "fp32_images_per_s": ips["fp32"], "int8_images_per_s": ips["int8"],
+            "ratio_of_medians": ips["int8"] / ips["fp32"], "ratio_median_of_rounds": float(np.median(pairs)), "ratio_range": [min(pairs), max(pairs)]}
+
+
 def format_suite(res: dict[str, Any]) -> str:
     lines = [f"{'runner':<24}{'batch':>6}{'images/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'net GMAC/s':>12}{'% peak':>8}"]
     for key, row in res["runners"].items():
@@ -289,6 +316,10 @@ def format_suite(res: dict[str, Any]) -> str:
         lines.append(f"\n{lim['macs_per_image'] / 1e9:.2f} GMAC per image (recon {lim['recon_macs'] / 1e9:.2f} + {lim['feature_passes']} x features {lim['features_macs'] / 1e9:.2f}); "
                      f"nominal CPU peak {lim['cpu_peak_gmacs']['fp32']:.0f} GMAC/s fp32, {lim['cpu_peak_gmacs']['int8']:.0f} int8 ({lim['cpu_peak_gmacs']['assumptions']})"
                      + (f"; measured GEMM peak {g['fp32']:.0f} fp32, {g['int8']:.0f} int8 (% of peak is against this)" if g else ""))
+    if "engine_score_int8_vs_fp32" in res:
+        r = res["engine_score_int8_vs_fp32"]
+        lines.append(f"\nengine + score at batch {r['batch']}, {r['rounds']} interleaved rounds: int8 {r['int8_images_per_s']:.1f} vs fp32 {r['fp32_images_per_s']:.1f} images/s, "
+                     f"{r['ratio_of_medians']:.2f}x (median of the rounds' ratios {r['ratio_median_of_rounds']:.2f}x, range {r['ratio_range'][0]:.2f}x..{r['ratio_range'][1]:.2f}x)")
     s = res["screen_demo"]
     for p, v in s.get("by_precision", {"": s}).items():
         lines.append(f"\nra-sdk screen {p}, demo studies: {v['images_per_s']:.1f} images/s (runs {', '.join(f'{x:.1f}' for x in v['images_per_s_runs'])})")

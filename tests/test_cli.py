@@ -61,3 +61,21 @@ def test_train_and_evaluate_commands(tmp_path):
     for t in ("mass", "atrophy", "artefacts"):
         assert t in r.output
     assert "AUROC" in r.output
+
+
+@pytest.mark.slow
+def test_bench_suite_runs_and_reports_every_part(tmp_path):
+    """`ra-sdk bench` end to end on the bundled engine, briefly (no timing is asserted: speed
+    goals live in benchmarks/): every runner usable here, the interleaved int8/fp32 ratio,
+    the end-to-end screen and the research pipeline, which must rank as the product does."""
+    r = CliRunner().invoke(main, ["bench", "--quick", "--out", str(tmp_path / "bench.json")])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "bench.json").read_text())
+    assert {"onnxruntime-cpu-fp32", "onnxruntime-cpu-int8"} <= set(res["runners"])
+    for row in res["runners"].values():
+        assert all(v["images_per_s"] > 0 and v["median_s"] > 0 for v in row.values())
+    ratio = res["engine_score_int8_vs_fp32"]
+    assert ratio["batch"] == 32 and ratio["rounds"] == 3 and ratio["int8_images_per_s"] > 0 and ratio["fp32_images_per_s"] > 0
+    assert res["screen_demo"]["by_precision"]["int8"]["images_per_s"] > 0
+    assert res["research_baseline"]["spearman_vs_ra_sdk"] > 0.99
+    assert "interleaved rounds: int8" in r.output and "research pipeline" in r.output
