@@ -68,7 +68,8 @@ class Scorer:
         image goes through the same steps on the same data, so the same bits (tests hold
         it); a smaller batch (``screen_one``) runs in the calling thread alone.
         """
-        if not (self.pipeline_chunk > 0 and isinstance(x, np.ndarray) and x.size >= MIN_PIXELS):
+        on_cpu = self.recon.device == "cpu" and (self.features is None or self.features.device == "cpu")
+        if not (self.pipeline_chunk > 0 and on_cpu and isinstance(x, np.ndarray) and x.size >= MIN_PIXELS):
             return self._score_later(x, None)()
         side = side_thread()
         c = self.pipeline_chunk

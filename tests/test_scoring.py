@@ -371,6 +371,32 @@ def test_the_cpu_pipeline_gives_the_calling_thread_bits(config):
     assert np.isfinite(ref[1]).all() and ref[0].shape == (21, 128, 128)
     sc.close()
 
+
+def test_the_cpu_pipeline_is_for_cpu_runners_and_large_batches_only(monkeypatch):
+    """A GPU runner fed from host memory returns device arrays: its host-side mask and
+    CLAHE would mix host and device arrays, so only CPU runners pipeline; a small batch
+    (screen_one) stays in the calling thread too."""
+    from ra_sdk.data import DEMO_ENGINE
+    from ra_sdk.data.augment import normal_batch
+    from ra_sdk.engine import read_engine
+    from ra_sdk.runners import make_runner
+    from ra_sdk.scorer import Scorer
+
+    eng = read_engine(DEMO_ENGINE)
+    recon = make_runner(eng, backend="onnxruntime", device="cpu")
+    sc = Scorer.from_runners(eng.meta.score, recon, make_runner(eng, backend="onnxruntime", device="cpu", network="features"))
+    x = normal_batch("test", 16, start=0).astype(np.float32)
+    ref = sc.score_batch(x)[1]
+
+    def no_side():
+        raise AssertionError("the side thread was used")
+
+    monkeypatch.setattr("ra_sdk.scorer.side_thread", no_side)
+    assert np.array_equal(sc.score_batch(x[:2])[1], ref[:2])  # small: the calling thread
+    recon.device = "cuda"  # as a GPU runner would say (its outputs here are still host arrays)
+    assert np.array_equal(sc.score_batch(x)[1], ref)
+    sc.close()
+
 def test_the_fast_cpu_score_steps_give_the_reference_bits():
     """Top-k by selection equals top-k by a full sort (ties and masks included), and the
     feature distance split over threads in chunks equals one call in the calling thread,
