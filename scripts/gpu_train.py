@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks/ (speed phase) without gpu_env.sh's PYTHONPATH too
+    sys.path.insert(0, str(ROOT))
 ENGINE = ROOT / "ra_sdk" / "data" / "ra_brain_demo.onnx-bundle"
 T0 = time.perf_counter()
 
@@ -74,7 +76,7 @@ def pools(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     import torch
 
-    from benchmarks.bench_train import (  # PYTHONPATH holds the repository (gpu_session.sh)
+    from benchmarks.bench_train import (
         peak_of,
         time_steps,
     )
