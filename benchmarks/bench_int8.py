@@ -207,6 +207,7 @@ def overlap(eng, x32: np.ndarray, rounds: int) -> dict:
     int8: in the calling thread alone ("sequential", ``pipeline_chunk`` 0) and as the
     Scorer's CPU pipeline with chunks of 32, 16, 8 and 4 images. Asserts that every variant
     gives the sequential scores bit for bit."""
+    from ra_sdk.bench import interleaved_rounds
     from ra_sdk.scorer import PIPELINE_CHUNK, Scorer
 
     chunks = (0, 32, 16, 8, 4)
@@ -218,14 +219,15 @@ def overlap(eng, x32: np.ndarray, rounds: int) -> dict:
         for c in chunks:
             sc.pipeline_chunk = c
             assert np.array_equal(sc.score_batch(x32)[1], ref[p]), (p, c)
-    t: dict = {(c, p): [] for c in chunks for p in scorers}
-    for _ in range(rounds):
-        for c in chunks:
-            for p, sc in scorers.items():
-                sc.pipeline_chunk = c
-                t0 = time.perf_counter()
-                sc.score_batch(x32)
-                t[(c, p)].append(time.perf_counter() - t0)
+
+    def variant(c: int, sc):
+        def run() -> None:
+            sc.pipeline_chunk = c
+            sc.score_batch(x32)
+
+        return run
+
+    t = interleaved_rounds({(c, p): variant(c, sc) for c in chunks for p, sc in scorers.items()}, rounds, warmup=0)
     for sc in scorers.values():
         sc.close()
     out: dict = {"batch": len(x32), "rounds": rounds, "unit": "ms per image", "default_chunk": PIPELINE_CHUNK, "same_scores": True}
@@ -241,7 +243,8 @@ def breakdown(eng, calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
     """Where the time of engine + score goes at batch 32, fp32 and full int8 (interleaved
     rounds, ms per image): the recon network, the features network (run three times per
     image: on x_ph, C(x) and C(x_ph); x's features come with recon), and the rest of the
-    score (what of it the CPU pipeline does not hide behind the networks). Then the bound on int8 / fp32 for engine + score if recon passed in int8 too."""
+    score (what of it the CPU pipeline does not hide behind the networks). Then the bound
+    on int8 / fp32 for engine + score if recon passed in int8 too."""
     from ra_sdk.export.quantize import add_int8
 
     from ra_sdk.scorer import Scorer

@@ -19,8 +19,9 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from ._version import __version__
 from .info import platform_name
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K")
 
 
 def timeit(fn: Callable[[], Any], *, warmup: int = 2, repeat: int = 10, sync: Callable[[], Any] | None = None) -> dict[str, float]:
@@ -279,22 +282,29 @@ def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1
     return res
 
 
+def interleaved_rounds(fns: dict[K, Callable[[], Any]], rounds: int, *, warmup: int = 1) -> dict[K, list[float]]:
+    """Seconds of each function per round, the functions called in turn within each round,
+    so that drift of the machine's speed hits all alike (compare them round by round)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    t: dict[K, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            t[k].append(time.perf_counter() - t0)
+    return t
+
+
 def interleaved_ratio(eng: Any, x: np.ndarray, rounds: int) -> dict[str, Any]:
-    """Engine + score of one batch, int8 against fp32 (ONNX Runtime, CPU), timed in
-    alternating rounds so that the machine's drift hits both alike: the medians and the
-    median of the per-round ratios."""
+    """Engine + score of one batch, int8 against fp32 (ONNX Runtime, CPU), in interleaved
+    rounds: the medians and the median of the per-round ratios."""
     from .scorer import Scorer
 
-    t: dict[str, list[float]] = {"fp32": [], "int8": []}
-    scorers = {p: Scorer(eng, backend="onnxruntime", device="cpu", precision=p, batch_size=len(x)) for p in t}
+    scorers = {p: Scorer(eng, backend="onnxruntime", device="cpu", precision=p, batch_size=len(x)) for p in ("fp32", "int8")}
     try:
-        for sc in scorers.values():
-            sc.score_batch(x)  # warm-up
-        for _ in range(rounds):
-            for p, sc in scorers.items():
-                t0 = time.perf_counter()
-                sc.score_batch(x)
-                t[p].append(time.perf_counter() - t0)
+        t = interleaved_rounds({p: partial(sc.score_batch, x) for p, sc in scorers.items()}, rounds)
     finally:
         for sc in scorers.values():
             sc.close()
