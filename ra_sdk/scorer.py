@@ -61,9 +61,9 @@ class Scorer:
 
         On the CPU, a batch of at least ``MIN_PIXELS`` pixels is scored as a pipeline: the
         networks run on the calling thread, chunk after chunk of ``pipeline_chunk`` images,
-        while one side thread does the host steps (the foreground mask and C(x) during the
-        reconstruction, C(x_ph) and the saliency terms during the feature passes, a chunk's
-        map and scores during the next chunk's networks). The networks leave part of the
+        while side threads (one on a 2-core CPU) do the host steps (the foreground mask and
+        C(x) during the reconstruction, C(x_ph) and the saliency terms during the feature
+        passes, a chunk's map and scores during the next chunk's networks). The networks leave part of the
         cores idle; ``benchmarks/bench_int8.py``, section "overlap", measures the gain. Each
         image goes through the same steps on the same data, so the same bits (tests hold
         it); a smaller batch (``screen_one``) runs in the calling thread alone.

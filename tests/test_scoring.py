@@ -343,10 +343,12 @@ def test_a_score_does_not_depend_on_its_batch():
 
 @pytest.mark.parametrize("config", [None, ScoreConfig(perceptual="structural", aggregation="mean"), ScoreConfig(perceptual="features", use_clahe=False, foreground=0.1, aggregation="max"),
                                     ScoreConfig(perceptual="none", aggregation="topk", topk=0.02)], ids=["engine", "structural", "no-clahe", "residual"])
-def test_the_cpu_pipeline_gives_the_calling_thread_bits(config):
+def test_the_cpu_pipeline_gives_the_calling_thread_bits(config, monkeypatch):
     """Scorer.score_batch on the CPU runs host steps on a side thread beside the networks,
     chunk by chunk: maps, scores and reconstructions equal the calling thread's alone, bit
     for bit, for any chunk size and scoring config."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ra_sdk.data import DEMO_ENGINE
     from ra_sdk.data.augment import normal_batch
     from ra_sdk.engine import read_engine
@@ -369,6 +371,11 @@ def test_the_cpu_pipeline_gives_the_calling_thread_bits(config):
         for a, b in zip(got, ref):
             assert a.tobytes() == b.tobytes(), chunk
     assert np.isfinite(ref[1]).all() and ref[0].shape == (21, 128, 128)
+    with ThreadPoolExecutor(3) as wide, monkeypatch.context() as m:  # a larger CPU's side pool
+        m.setattr("ra_sdk.scorer.side_thread", lambda: wide)
+        sc.pipeline_chunk = 4
+        for a, b in zip(sc.score_batch(x), ref):
+            assert a.tobytes() == b.tobytes()
     sc.close()
 
 

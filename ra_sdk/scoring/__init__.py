@@ -288,8 +288,8 @@ def score_batch_later(
     """:func:`score_batch`, with the host steps that need no network on ``side``.
 
     The network passes of ``feats`` run on the calling thread, in turn; C(x), C(x_ph), the
-    saliency terms, the map and the scores go to ``side`` (one worker thread: each step is
-    submitted after the steps it waits for, so the queue never waits on itself), where
+    saliency terms, the map and the scores go to ``side`` (a FIFO pool: each step is
+    submitted after the steps it waits for, so no step waits on one not yet started), where
     they run while the calling thread runs the next network pass. Returns once the last
     network pass is done, with a function that waits for and returns (maps, scores). The
     same steps on the same data as :func:`score_batch`: the same bits. Without ``side``,
