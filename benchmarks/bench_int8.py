@@ -180,26 +180,25 @@ def choice(res: dict) -> dict:
 
 def interleaved(scorers: dict, x32: np.ndarray, rounds: int) -> dict:
     """Median ms per image of engine + score, of the recon network and of one features pass,
-    for each scorer, timed in interleaved rounds (so the machine's drift hits all alike);
-    closes the scorers."""
-    parts = ("engine_score", "recon", "features")
+    for each scorer, timed in interleaved rounds (``ra_sdk.bench.interleaved_rounds``: the
+    machine's drift hits all alike); closes the scorers."""
+    from functools import partial
+
+    from ra_sdk.bench import interleaved_rounds
+
     x_ph = next(iter(scorers.values())).recon.infer({"x": x32[:, None]})["x_ph"]
-    t: dict = {k: {p: [] for p in parts} for k in scorers}
-    for sc in scorers.values():
-        sc.score_batch(x32)  # warm-up
-    for _ in range(rounds):
-        for k, sc in scorers.items():
-            t0 = time.perf_counter()
-            sc.score_batch(x32)
-            t1 = time.perf_counter()
-            sc.recon.infer({"x": x32[:, None]})
-            t2 = time.perf_counter()
-            sc.features.infer({"x": x_ph})
-            for p, dt in zip(parts, (t1 - t0, t2 - t1, time.perf_counter() - t2)):
-                t[k][p].append(dt)
+    fns = {}
+    for k, sc in scorers.items():
+        fns[(k, "engine_score")] = partial(sc.score_batch, x32)
+        fns[(k, "recon")] = partial(sc.recon.infer, {"x": x32[:, None]})
+        fns[(k, "features")] = partial(sc.features.infer, {"x": x_ph})
+    t = interleaved_rounds(fns, rounds)
     for sc in scorers.values():
         sc.close()
-    return {k: {p: 1e3 * float(np.median(v)) / len(x32) for p, v in t[k].items()} for k in scorers}
+    out: dict = {k: {} for k in scorers}
+    for (k, part), v in t.items():
+        out[k][part] = 1e3 * float(np.median(v)) / len(x32)
+    return out
 
 
 def overlap(eng, x32: np.ndarray, rounds: int) -> dict:

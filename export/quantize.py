@@ -127,13 +127,13 @@ def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = (), 
         up = max((level[producer[i].name] for i in n.input if i in producer), default=0)
         level[n.name] = up + (n.op_type in _LAYERS)
     keep = {n.name for n in nodes if n.op_type in _LAYERS and level[n.name] <= depth}
+    weights = {i.name: i for i in model.graph.initializer}
     if one_channel:
-        dims = {i.name: list(i.dims) for i in model.graph.initializer}
         for n in nodes:
             group = next((a.i for a in n.attribute if a.name == "group"), 1)
-            if n.op_type == "Conv" and group == 1 and len(n.input) > 1 and dims.get(n.input[1], [0, 0])[1:2] == [1]:
+            w = weights.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None
+            if w is not None and group == 1 and list(w.dims[1:2]) == [1]:
                 keep.add(n.name)
-    weights = {i.name: i for i in model.graph.initializer}
 
     def channel_sum(n: Any) -> bool:  # a 1x1 Conv of ones (export.onnx_export.one_channel_convs_as_depthwise)
         w = weights.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None

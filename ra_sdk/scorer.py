@@ -19,7 +19,7 @@ from ._arrays import array_module, to_device_of, to_host
 from .engine import Engine
 from .runners import Runner, make_runner
 from .scoring import ScoreConfig, clahe, foreground_mask, score_batch_later
-from .scoring.cpu.threads import MIN_PIXELS, side_thread
+from .scoring.cpu.threads import MIN_PIXELS, side_pool
 
 #: images per chunk of the CPU pipeline (score_batch); see benchmarks/bench_int8.py "overlap"
 PIPELINE_CHUNK = 8
@@ -71,7 +71,7 @@ class Scorer:
         on_cpu = self.recon.device == "cpu" and (self.features is None or self.features.device == "cpu")
         if not (self.pipeline_chunk > 0 and on_cpu and isinstance(x, np.ndarray) and x.size >= MIN_PIXELS):
             return self._score_later(x, None)()
-        side = side_thread()
+        side = side_pool()
         c = self.pipeline_chunk
         parts = [later() for later in [self._score_later(x[i : i + c], side) for i in range(0, len(x), c)]]
         if len(parts) == 1:

@@ -372,7 +372,7 @@ def test_the_cpu_pipeline_gives_the_calling_thread_bits(config, monkeypatch):
             assert a.tobytes() == b.tobytes(), chunk
     assert np.isfinite(ref[1]).all() and ref[0].shape == (21, 128, 128)
     with ThreadPoolExecutor(3) as wide, monkeypatch.context() as m:  # a larger CPU's side pool
-        m.setattr("ra_sdk.scorer.side_thread", lambda: wide)
+        m.setattr("ra_sdk.scorer.side_pool", lambda: wide)
         sc.pipeline_chunk = 4
         for a, b in zip(sc.score_batch(x), ref):
             assert a.tobytes() == b.tobytes()
@@ -398,7 +398,7 @@ def test_the_cpu_pipeline_is_for_cpu_runners_and_large_batches_only(monkeypatch)
     def no_side():
         raise AssertionError("the side thread was used")
 
-    monkeypatch.setattr("ra_sdk.scorer.side_thread", no_side)
+    monkeypatch.setattr("ra_sdk.scorer.side_pool", no_side)
     assert np.array_equal(sc.score_batch(x[:2])[1], ref[:2])  # small: the calling thread
     recon.device = "cuda"  # as a GPU runner would say (its outputs here are still host arrays)
     assert np.array_equal(sc.score_batch(x)[1], ref)

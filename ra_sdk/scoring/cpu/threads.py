@@ -25,8 +25,8 @@ def pool(n: int) -> ThreadPoolExecutor:
 
 
 @functools.lru_cache(maxsize=1)
-def side_thread() -> ThreadPoolExecutor:
-    """The threads for host-side score steps that run beside the networks (``Scorer``):
+def side_pool() -> ThreadPoolExecutor:
+    """The pool for host-side score steps that run beside the networks (``Scorer``):
     one on this repository's 2-core CPU (measured), half the score threads on larger ones,
     so that the host steps of consecutive chunks need not wait for each other there
     (unmeasured). Steps wait only on steps submitted before them, which a FIFO pool has
@@ -37,8 +37,8 @@ def side_thread() -> ThreadPoolExecutor:
 def map_images(fn: Callable[[slice], np.ndarray], batch: int, pixels: int, *, threads: int | None = None, chunk: int | None = None) -> np.ndarray:
     """``fn`` over slices of the batch, concatenated in order. ``fn`` must treat images
     independently: each image's result is then the same bits however the batch is cut
-    (tests/test_scoring.py checks that). ``chunk``: images per call (default: one slice per
-    thread); small chunks keep each call's arrays in cache."""
+    (tests/test_scoring.py checks that). ``chunk``: images per call, in the calling thread
+    too (default: one slice per thread); small chunks keep each call's arrays in cache."""
     n = min(threads or default_threads(), batch)
     inline = n <= 1 or pixels < MIN_PIXELS
     step = chunk or (batch if inline else -(-batch // n))
