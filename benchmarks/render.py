@@ -61,6 +61,35 @@ def render() -> str:
             f"ra-tiny demo model v0: {tr['ra']['steps']} steps in {tr['ra']['seconds']:.0f} s.",
             "",
         ]
+    steps = _load("train_steps_h200.json")
+    if steps:
+        out += [
+            f"**Training steps** ({steps['card']}, torch {steps['torch']}; `benchmarks/results/train_steps_h200.json`; issue 16's bar: the "
+            "fast RA step >= 10x the reference's images/s for ra-tiny, >= 2,000 images/s for ra-base). TFLOP/s counts the reference step's "
+            f"FLOPs; the card's peak is {steps['peaks_tflops']['bf16']:.0f} bf16 / {steps['peaks_tflops']['fp32']:.0f} fp32 TFLOP/s (dense).",
+            "",
+            "| model | objective | batch | step | images/s | vs reference | TFLOP/s |",
+            "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+        ]
+        for r in steps["rows"]:
+            if "images_per_s" in r:
+                out.append(f"| {r['model']} | {r['objective']} | {r['batch']} | {r['step']} | {r['images_per_s']:,.0f} | "
+                           f"{r.get('speedup_vs_reference', 1.0):.2f}x | {r.get('tflops_per_s', 0.0):.1f} |")
+        out.append("")
+    run = _load("gpu_session_h200_2026-11-28.json")
+    if run:
+        ev, tr2, ad = run["run2"]["evaluation_test_suite"], run["run2"]["training"], run["run2"]["adoption"]
+        scr = run["run1"]["verification"].get("screen_cuda", {}).get("summary", {})
+        out += [
+            f"**GPU run of 2026-11-28** ({run['card']}; `benchmarks/results/gpu_session_h200_2026-11-28.json`): RA and AE side by side from the "
+            f"bundled engine, {tr2['ra']['steps']} {tr2['step']} steps of batch {tr2['batch']} each ({tr2['ra']['images']:,} images, "
+            f"{tr2['wall_seconds']:.0f} s). Test suite, encoder features / top 5%: RA mean AUROC {ev['ra']['features/topk']['mean_auroc']:.3f}, "
+            f"AE {ev['ae']['features/topk']['mean_auroc']:.3f}, bundled v0 {ev['v0']['features/topk']['mean_auroc']:.3f}. Validation mean AUROC "
+            f"{ad['validation_mean_auroc_new']:.4f} against the bundled {ad['validation_mean_auroc_bundled']:.4f}: not adopted."
+            + (f" `ra-sdk screen --device cuda` on {scr['studies']:,} demo studies: {scr['images_per_s']:.0f} images/s end to end "
+               f"({scr['images']:,} images in {scr['seconds']:.1f} s)." if scr else ""),
+            "",
+        ]
     eng = _load("gpu_engine_h200.json")
     if eng:
         out += [
@@ -69,13 +98,23 @@ def render() -> str:
             "(ONNX Runtime + numpy) on the demo studies: "
             + "; ".join(f"{k}: Spearman {v['spearman']:.6f}, flags identical {v['flags_identical']}" for k, v in eng["parity"].items()) + ".",
             "",
-            "| path | batch | images/s | latency p50 (ms) |",
-            "| --- | ---: | ---: | ---: |",
+            "| path | batch | images/s | latency p50 (ms) | % of the card's peak |",
+            "| --- | ---: | ---: | ---: | ---: |",
         ]
+        macs = ((_load("speed_cpu.json") or {}).get("limit") or {}).get("macs_per_image")
+        peaks = (steps or {}).get("peaks_tflops") if (steps or {}).get("card") == eng["gpu"].split(",")[0] else None
         for k, v in eng["throughput"].items():
             path, b = k.rsplit("_b", 1)
             label = path.replace('_', ' ') + (" (the GPU machine's 16-core host)" if path.startswith('cpu') else '')
-            out.append(f"| {label} | {b} | {v['images_per_s']:,.1f} | {v['latency_ms']:.2f} |")
+            prec = "bf16" if "fp16" in path else "fp32"  # the card's fp16 and bf16 tensor peaks are the same
+            frac = 100 * 2 * macs * v["images_per_s"] / (peaks[prec] * 1e12) if macs and peaks and path.startswith("gpu") else None
+            pct = "-" if frac is None else f"{frac:.1f}%" if frac >= 1 else f"{frac:.2f}%"
+            out.append(f"| {label} | {b} | {v['images_per_s']:,.1f} | {v['latency_ms']:.2f} | {pct} |")
+        if macs and peaks:
+            out += ["", f"% of peak: the networks' {macs / 1e9:.2f} GMAC per image (2 FLOP each) at the row's images/s of engine + score together, against "
+                    f"the card's dense peak ({peaks['fp32']:.0f} TFLOP/s fp32 without tensor cores, {peaks['bf16']:.0f} fp16/bf16 tensor): a lower bound "
+                    "for the networks alone. Each convolution of a 128x128 model with 16..128 channels is a small piece of work for this card; "
+                    "where the rest of the time goes has not been profiled on the GPU yet."]
         out.append("")
     fid = _load("fidelity_cpu.json")
     if fid:

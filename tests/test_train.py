@@ -86,6 +86,28 @@ def test_fit_resume_and_checkpoint_round_trip(tmp_path, batch):
     assert tr2.fit(pool, pool[:4])["steps"] == 6
 
 
+def test_a_learning_rate_held_in_a_tensor_checkpoints_and_resumes(tmp_path, batch):
+    # A captured CUDA-graph step reads its learning rate from a device tensor (fast.make_optimizers);
+    # here the same on the CPU: the checkpoint stores the value, resume fills the live tensor.
+    def tensor_lr(tr):
+        tr.opt_e = torch.optim.Adam(tr.net.encoder.parameters(), lr=torch.tensor(tr.cfg.lr_at(0)), foreach=False)
+        tr.opt_d = torch.optim.Adam(tr.net.decoder.parameters(), lr=torch.tensor(tr.cfg.lr_at(0)), foreach=False)
+        return tr
+
+    pool = batch.repeat(2, 1, 1, 1).numpy()
+    tr = tensor_lr(_small_trainer(tmp_path, "ra", epochs=1, checkpoint_every=1))
+    tr.fit(pool, pool[:4], resume=False)
+    saved = json.loads((tmp_path / "ra" / "last" / "config.json").read_text())
+    lr = saved["optimizers"]["opt_e"]["param_groups"][0]["lr"]
+    assert isinstance(lr, float) and lr == pytest.approx(float(tr.opt_e.param_groups[0]["lr"]))
+    tr2 = tensor_lr(_small_trainer(tmp_path, "ra", epochs=2, checkpoint_every=1))
+    live = tr2.opt_e.param_groups[0]["lr"]
+    live.fill_(123.0)
+    assert tr2.resume()
+    assert tr2.opt_e.param_groups[0]["lr"] is live and float(live) == pytest.approx(lr)
+    assert tr2.opt_e.state_dict()["state"], "Adam moments restored"
+
+
 def test_tampered_and_pickled_checkpoints_fail_safely(tmp_path, batch):
     tr = _small_trainer(tmp_path, "ae", epochs=1)
     tr.fit(batch.numpy(), batch[:2].numpy(), resume=False)
@@ -245,23 +267,47 @@ def test_fast_fit_equals_reference_fit(tmp_path, batch):
     assert [e["epoch"] for e in epochs] == [1, 2] and all(math.isfinite(e["val_mse"]) for e in epochs)
 
 
+@pytest.fixture
+def exact_cuda():
+    """fp32 on the GPU without TF32 and with deterministic cuDNN algorithms: a non-deterministic
+    weight-gradient algorithm changes the last bits of a gradient, and Adam's first steps
+    (update ~ lr * sign(grad) where a gradient is near 0) can turn that into a full lr of
+    difference; restored afterwards."""
+    b = torch.backends
+    saved = (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32, b.cudnn.deterministic, b.cudnn.benchmark)
+    b.cudnn.allow_tf32 = b.cuda.matmul.allow_tf32 = False
+    b.cudnn.deterministic, b.cudnn.benchmark = True, False
+    yield
+    b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32, b.cudnn.deterministic, b.cudnn.benchmark = saved
+
+
+def _worst_weight(a, b) -> str:
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    k = max(sa, key=lambda n: float((sa[n].float() - sb[n].float()).abs().max()))
+    return f"{k}: {float((sa[k].float() - sb[k].float()).abs().max()):.3g}"
+
+
 @pytest.mark.needs_cuda
-def test_graph_step_equals_the_reference_step_on_gpu(tmp_path, batch):
-    """On a GPU in fp32 (no autocast, TF32 off): the captured step's weights equal the
-    reference step's after 3 steps (warm-up steps are replayed on both sides)."""
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+@pytest.mark.parametrize("kind", ["fast", "graph"])
+def test_gpu_step_equals_the_reference_step_on_gpu(tmp_path, batch, exact_cuda, kind):
+    """On a GPU in fp32 (no autocast): after 5 steps every weight of the fast (eager) or
+    captured step equals the reference step's to 1e-4 (the CPU test's 1e-6 bar, widened for
+    fused CUDA Adam against foreach Adam). The capture's 3 warm-up steps train, so the
+    reference runs 4 steps where the first call of the captured step runs 4."""
     x = batch.cuda()
-    ref = Trainer(TrainConfig(objective="ra", model="test-32", batch_size=8, lr=1e-3, augment=False, amp=False, channels_last=False, step="reference"), tmp_path / "r", device="cuda", model=TEST_32)
-    fast = Trainer(TrainConfig(objective="ra", model="test-32", batch_size=8, lr=1e-3, augment=False, amp=False, channels_last=False, step="graph"), tmp_path / "f", device="cuda", model=TEST_32)
+    cfg = dict(objective="ra", model="test-32", batch_size=8, lr=1e-3, augment=False, amp=False, channels_last=False)
+    ref = Trainer(TrainConfig(**cfg, step="reference"), tmp_path / "r", device="cuda", model=TEST_32)
+    fast = Trainer(TrainConfig(**cfg, step=kind), tmp_path / "f", device="cuda", model=TEST_32)
     fast.net.load_state_dict(ref.net.state_dict())
-    fast.fast(x)  # capture: 3 warm-up steps + 1 replay
-    for _ in range(4):
-        ref.train_step(x)
+    first = 4 if kind == "graph" else 1
     fast.fast(x)
-    ref.train_step(x)
+    for _ in range(first):
+        ref.train_step(x)
+    for _ in range(5 - first):
+        fast.fast(x)
+        ref.train_step(x)
     torch.cuda.synchronize()
-    assert _max_weight_diff(ref, fast) <= 1e-4
+    assert _max_weight_diff(ref, fast) <= 1e-4, _worst_weight(ref, fast)
 
 
 def test_learning_rate_rules():

@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 
 
 def _flatten_optimizer(prefix: str, sd: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    meta: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
+    # a captured (CUDA graph) step keeps its learning rate in a device tensor: stored as its
+    # value; Trainer.resume puts it back into the live tensor the graph reads
+    groups = [{k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    meta: dict[str, Any] = {"param_groups": groups, "state": {}}
     for idx, st in sd["state"].items():
         keys = []
         for k, v in st.items():

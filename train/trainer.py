@@ -153,8 +153,8 @@ class Trainer:
         weights, config = ckpt.load_weights(last)
         self.net.load_state_dict(weights)
         opts, rng = ckpt.load_state(last)
-        self.opt_e.load_state_dict(opts["opt_e"])
-        self.opt_d.load_state_dict(opts["opt_d"])
+        load_optimizer(self.opt_e, opts["opt_e"])
+        load_optimizer(self.opt_d, opts["opt_d"])
         if rng is not None:
             self.gen.set_state(rng.to(torch.uint8))
         p = config["progress"]
@@ -296,3 +296,16 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.0f} s"
     h, rem = divmod(int(seconds), 3600)
     return f"{h} h {rem // 60} min" if h else f"{rem // 60} min {rem % 60} s"
+
+
+def load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``opt.load_state_dict(state)``, keeping the group values the optimiser holds as
+    tensors (a captured step's learning rate: the graph reads that very tensor) as those
+    tensors, filled with the loaded values."""
+    live = [{k: v for k, v in g.items() if isinstance(v, torch.Tensor)} for g in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, tensors in zip(opt.param_groups, live):
+        for k, t in tensors.items():
+            with torch.no_grad():
+                t.fill_(float(group[k]))
+            group[k] = t
