@@ -5,8 +5,8 @@ studies, files or arrays.
     results = screener.screen(["a.dcm", "vol.nii.gz", array])
     r = screener.screen_one(image)               # low-latency path for one 2-D image
 
-Inside, screening is a pipeline: decode + preprocessing in worker threads (a bounded
-window of studies in flight), batching of slices across studies, the engine and the score
+Inside, screening is a pipeline: decode + preprocessing in worker threads, or worker
+processes with ``decode="processes"`` (a bounded window of studies in flight), batching of slices across studies, the engine and the score
 (:class:`ra_sdk.scorer.Scorer`). Bad input never raises: it becomes a result with
 ``error`` and ``error_kind`` set. The batch run over a folder, with its journal and
 resume, is :mod:`ra_sdk.run`.
@@ -19,7 +19,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,8 @@ def prepare(item: Any, preset: Preset, index: int = 0, *, max_bytes: int) -> Pre
     for bad input: whatever a reader raises becomes the item's error, in one line.
     ``max_bytes``: the study's decode budget, checked from headers before decoding."""
     t = time.perf_counter()
+    p = _blank(item, index)
     if isinstance(item, np.ndarray):
-        p = Prepared(None, f"array-{index}", [])
         try:
             arr = np.asarray(item, np.float32)
             if arr.ndim == 2:
@@ -82,10 +83,6 @@ def prepare(item: Any, preset: Preset, index: int = 0, *, max_bytes: int) -> Pre
         except (ValueError, TypeError) as err:
             p.error, p.error_kind = str(err), "bad-array"
     else:
-        if isinstance(item, Study):
-            p = Prepared(item, item.id, [str(x) for x in item.paths])
-        else:
-            p = Prepared(None, Path(item).name, [str(item)])
         try:
             study = p.study or study_for_path(item)
             sl = read_study(study, apply_voi=preset.apply_voi, max_bytes=max_bytes)
@@ -112,6 +109,90 @@ def prepare(item: Any, preset: Preset, index: int = 0, *, max_bytes: int) -> Pre
     return p
 
 
+def _blank(item: Any, index: int) -> Prepared:
+    """The :class:`Prepared` of ``item`` before decoding: its id and paths."""
+    if isinstance(item, np.ndarray):
+        return Prepared(None, f"array-{index}", [])
+    if isinstance(item, Study):
+        return Prepared(item, item.id, [str(x) for x in item.paths])
+    try:
+        return Prepared(None, Path(item).name, [str(item)])
+    except TypeError:  # not a path: prepare() reports it
+        return Prepared(None, f"item-{index}", [])
+
+
+#: where studies are decoded: "threads" of the screening process, or worker "processes"
+DECODE_MODES = ("threads", "processes")
+
+
+def _decode_process_init() -> None:
+    """A decode process: Ctrl-C is the parent's to handle (it stops the pool), and one
+    OpenCV thread per process (the processes are the parallelism)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - a dependency of ra-sdk
+        pass
+
+
+class _ProcessDecoder:
+    """:func:`prepare` in ``workers`` spawned processes: decoding (pydicom, nibabel, the
+    readers' Python) then runs beside the scoring process instead of sharing its GIL. Spawned,
+    not forked: a child holds no engine, no CUDA context and no thread of the parent.
+
+    A process that dies while decoding (a crash in a codec) breaks the whole pool, and every
+    study in flight fails with it. Each of those is then decoded again alone, in a process of
+    its own, ``workers`` at a time: the one that kills its process again is the culprit and
+    becomes a ``decoder-crash`` row; the others give their results. Then a fresh pool goes on.
+    """
+
+    def __init__(self, workers: int, preset: Preset):
+        import multiprocessing
+
+        self.workers, self.preset = max(1, workers), preset
+        self.ctx = multiprocessing.get_context("spawn")
+        self.pool = self._pool(self.workers)
+
+    def _pool(self, n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=n, mp_context=self.ctx, initializer=_decode_process_init)
+
+    def submit(self, item: Any, index: int, max_bytes: int) -> Future[Prepared]:
+        try:
+            return self.pool.submit(prepare, item, self.preset, index, max_bytes=max_bytes)
+        except BrokenProcessPool as err:  # broken since the last look: recovered with the others
+            fut: Future[Prepared] = Future()
+            fut.set_exception(err)
+            return fut
+
+    def alone(self, item: Any, index: int, max_bytes: int) -> Prepared:
+        """Decode ``item`` in a process of its own; a ``decoder-crash`` failure if it dies."""
+        with self._pool(1) as one:
+            try:
+                return one.submit(prepare, item, self.preset, index, max_bytes=max_bytes).result()
+            except BrokenProcessPool:
+                p = _blank(item, index)
+                where = p.paths[0] if p.paths else p.sid
+                p.error, p.error_kind = f"{where}: the decoder process died while reading it, twice (a crash in a codec or reader); nothing else was lost", "decoder-crash"
+                return p
+
+    def recover(self, broken: list[tuple[Any, int, int]]) -> list[Prepared]:
+        """Each (item, index, max_bytes) of the broken pool decoded again alone, ``workers``
+        at a time; a fresh pool for what comes next."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        log.warning("a decode process died; decoding the %d studies in flight again one by one", len(broken))
+        with ThreadPoolExecutor(self.workers) as each:
+            out = list(each.map(lambda b: self.alone(*b), broken))
+        self.pool = self._pool(self.workers)
+        return out
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 class Screener:
     """An engine, its runners and its preset: screens studies, files or arrays.
 
@@ -119,17 +200,24 @@ class Screener:
     at construction; holds no per-study state between calls.
     """
 
-    def __init__(self, engine: str | Path | Engine | None = None, *, backend: str = "auto", device: str = "auto", batch_size: int = 32, threshold: float | None = None, precision: str = "auto", memory_budget_mb: int | None = None, threads: int = 0):
+    def __init__(self, engine: str | Path | Engine | None = None, *, backend: str = "auto", device: str = "auto", batch_size: int = 32, threshold: float | None = None, precision: str = "auto", memory_budget_mb: int | None = None, threads: int = 0,
+                 decode: str = "threads"):
         """``precision``: "auto" (int8 on a VNNI CPU where the engine's int8 networks passed
         their fidelity bar, else fp32), "fp32", "fp16" or "int8". ``memory_budget_mb``:
         decoded pixels the decode threads may hold together (default 4096); a study above
         its share (budget / workers) is refused before decoding. ``threads``: ONNX Runtime
-        threads per network (0: one per core)."""
+        threads per network (0: one per core). ``decode``: where :meth:`stream` decodes
+        studies, "threads" or "processes" (spawned worker processes: for hosts whose cores
+        are not busy with the engine, a GPU host; a script that uses them needs the
+        ``if __name__ == "__main__":`` guard, as every spawned process does)."""
         from .data import DEMO_ENGINE
         from .io.limits import DEFAULT_BUDGET_BYTES
 
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if decode not in DECODE_MODES:
+            raise ConfigError(f"decode must be one of {', '.join(DECODE_MODES)}, got {decode!r}")
+        self.decode = decode
         if threshold is not None and not np.isfinite(threshold):
             raise ConfigError(f"threshold must be a finite number, got {threshold}")
         self.memory_budget = DEFAULT_BUDGET_BYTES if memory_budget_mb is None else int(memory_budget_mb) << 20
@@ -210,14 +298,16 @@ class Screener:
         return [out[i] for i in range(len(items))]
 
     def stream(self, items: Sequence[Any], *, return_maps: bool = False, workers: int = 2, window: int | None = None) -> Iterator[tuple[int, StudyResult]]:
-        """Pipeline over ``items``: decode in ``workers`` threads (at most ``window`` studies
-        in flight), batch slices across studies, score; yields (index, result) as studies finish."""
+        """Pipeline over ``items``: decode in ``workers`` threads or processes (``decode``; at
+        most ``window`` studies in flight), batch slices across studies, score; yields
+        (index, result) as studies finish."""
         from .io.limits import study_budget
 
         window = window or max(4 * workers, 2 * self.batch_size)
         share = study_budget(self.memory_budget, workers)
-        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ra-sdk-decode")
-        pending: deque[tuple[int, Future[Prepared]]] = deque()
+        procs = _ProcessDecoder(workers, self.preset) if self.decode == "processes" else None
+        threads = None if procs else ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ra-sdk-decode")
+        pending: deque[tuple[int, Any, Future[Prepared]]] = deque()
         it = iter(enumerate(items))
 
         def refill() -> None:
@@ -226,20 +316,44 @@ class Screener:
                     i, item = next(it)
                 except StopIteration:
                     return
-                pending.append((i, pool.submit(self.prepare, item, i, max_bytes=share)))
+                fut = procs.submit(item, i, share) if procs else threads.submit(self.prepare, item, i, max_bytes=share)  # type: ignore[union-attr]
+                pending.append((i, item, fut))
+
+        def recover() -> None:
+            """After a decode process died: every study of the broken pool, again, alone."""
+            assert procs is not None
+            wait([f for _, _, f in pending])  # the broken pool fails each of its futures
+            broken = [(k, item) for k, (_, item, f) in enumerate(pending) if isinstance(f.exception(), BrokenProcessPool)]
+            redone = procs.recover([(item, pending[k][0], share) for k, item in broken])
+            for (k, item), p in zip(broken, redone, strict=True):
+                done: Future[Prepared] = Future()
+                done.set_result(p)
+                pending[k] = (pending[k][0], item, done)
 
         def decoded() -> Iterator[tuple[int, Prepared]]:
             refill()
             while pending:
-                i, fut = pending.popleft()
-                p = fut.result()
+                fut = pending[0][2]
+                try:
+                    p = fut.result()
+                except BrokenProcessPool:
+                    recover()
+                    p = pending[0][2].result()
+                except Exception as err:  # a result that could not come back from its process
+                    p = _blank(pending[0][1], pending[0][0])
+                    where = p.paths[0] if p.paths else p.sid
+                    p.error, p.error_kind = one_line(f"{where}: {type(err).__name__}: {err}"), "error"
+                i = pending.popleft()[0]
                 refill()
                 yield i, p
 
         try:
             yield from self.score_prepared(decoded(), return_maps=return_maps)
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            if procs:
+                procs.shutdown()
+            if threads:
+                threads.shutdown(wait=False, cancel_futures=True)
 
     def score_prepared(self, prepared: Iterable[tuple[int, Prepared]], *, return_maps: bool = False) -> Iterator[tuple[int, StudyResult]]:
         """Score decoded studies (from :meth:`prepare`, here or in another process), slices

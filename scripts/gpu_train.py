@@ -229,17 +229,19 @@ def verify(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     demo = Path("/tmp/ra_gpu_run/demo")
     cli = [sys.executable, "-m", "ra_sdk.cli"]
     cmds["demo_studies"] = [*cli, "data", "demo-studies", "--out", str(demo), "--n-normal", "1500", "--n-per-type", "70", "--n-volumes", "20"]
-    cmds["screen_cuda"] = [*cli, "screen", str(demo / "studies"), "--device", "cuda", "--batch-size", "256", "--workers", str(max(2, (os.cpu_count() or 4) - 2)),
-                           "--out", str(out / "screen_cuda"), "--no-progress"]
+    for mode in ("threads", "processes"):  # decode threads share the GIL with the engine loop; processes do not
+        cmds[f"screen_cuda_{mode}"] = [*cli, "screen", str(demo / "studies"), "--device", "cuda", "--batch-size", "256", "--workers", str(max(2, (os.cpu_count() or 4) - 2)),
+                                       "--decode", mode, "--out", str(out / f"screen_cuda_{mode}"), "--no-progress", "--no-resume"]
     for name, cmd in cmds.items():
         if args.quick and name not in ("needs_cuda_tests",):
             continue
         t = time.perf_counter()
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=max(30, left(args.budget) - 20))
         res[name] = {"rc": r.returncode, "seconds": round(time.perf_counter() - t, 1), "tail": (r.stdout + r.stderr)[-1500:]}
-    summary_file = out / "screen_cuda" / "summary.json"
-    if summary_file.exists():
-        res["screen_cuda"]["summary"] = json.loads(summary_file.read_text())
+    for mode in ("threads", "processes"):
+        summary_file = out / f"screen_cuda_{mode}" / "summary.json"
+        if summary_file.exists():
+            res[f"screen_cuda_{mode}"]["summary"] = json.loads(summary_file.read_text())
     return res
 
 

@@ -92,6 +92,12 @@ def test_screen_cli_results_sorted_and_exit_codes(tmp_path, normal_images):
     assert vol["n_slices"] >= 1 and vol["max_slice"] is not None
     pngs = list((out / "maps").glob("*.png"))
     assert len(pngs) == 11 and all(p.resolve().parent == (out / "maps").resolve() for p in pngs)
+    # Decoding in processes: the same rows, bit for bit (the decode mode is not a setting of the results).
+    r = CliRunner().invoke(main, ["screen", str(tmp_path / "in"), "--out", str(tmp_path / "op"), "--backend", "onnxruntime", "--device", "cpu", "--decode", "processes"])
+    assert r.exit_code == 0, r.output
+    assert [(x["study"], x["score"]) for x in csv.DictReader(open(tmp_path / "op" / "results.csv"))] == [(x["study"], x["score"]) for x in rows]
+    r = CliRunner().invoke(main, ["screen", str(tmp_path / "in"), "--out", str(tmp_path / "or"), "--decode", "processes", "--ray", "local"])
+    assert r.exit_code == 2 and "--decode processes is for screening on this machine" in r.output
     r = CliRunner().invoke(main, ["screen", str(tmp_path / "in"), "--out", str(tmp_path / "o2"), "--engine", str(tmp_path / "nope.plan")])
     assert r.exit_code == 1 and "no such engine file" in r.output
     ro = tmp_path / "ro"
@@ -133,6 +139,33 @@ def test_a_small_foreground_scores_finite_and_a_non_finite_score_is_a_failure(tm
     res = screener.screen([ok, ok])
     assert res[0].error is None and np.isfinite(res[0].score)
     assert res[1].score is None and res[1].error_kind == "non-finite" and "not finite" in res[1].error
+
+class _KillsItsDecoder:
+    """A study whose decoding kills the process decoding it (as a crashing codec would):
+    a spawned decode process rebuilds it, and dies."""
+
+    def __reduce__(self):
+        return (os._exit, (3,))
+
+
+def test_decode_processes_give_the_threads_results_and_survive_a_crashing_decoder(tmp_path, screener, normal_images):
+    _write_pngs(tmp_path, normal_images[:6])
+    (tmp_path / "notes.txt").write_text("not an image")
+    items: list = [tmp_path / f"s{i:03d}.png" for i in range(6)] + [tmp_path / "notes.txt", tmp_path / "missing.png", normal_images[6]]
+    want = screener.screen(items)
+    procs = ra_sdk.load(backend="onnxruntime", device="cpu", batch_size=8, decode="processes")
+    got = procs.screen(items, workers=2)
+    assert [(r.study, r.score, r.error_kind) for r in got] == [(r.study, r.score, r.error_kind) for r in want]
+    assert want[0].score is not None and want[6].error_kind and want[7].error_kind
+    # One study kills its decode process: that study alone fails, every other gives its result.
+    crashing = [*items[:3], _KillsItsDecoder(), *items[3:]]
+    got = procs.screen(crashing, workers=2)
+    assert got[3].error_kind == "decoder-crash" and got[3].score is None and "died" in got[3].error
+    assert [(r.score, r.error_kind) for r in got[:3] + got[4:]] == [(r.score, r.error_kind) for r in want]
+    assert [r.study for r in got[:3] + got[4:-1]] == [r.study for r in want[:-1]]  # the array's id is its index
+    with pytest.raises(ra_sdk.ConfigError, match="decode must be one of threads, processes"):
+        ra_sdk.load(backend="onnxruntime", device="cpu", decode="fibers")
+
 
 def test_safe_names_stay_inside():
     for sid in ("../../etc/passwd", "/abs/path.dcm", "a/b/../c", "..", ""):

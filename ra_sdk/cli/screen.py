@@ -19,7 +19,9 @@ from ._common import DEFAULT_OUT, EXIT_OK, EXIT_PARTIAL, Bar, check_writable, en
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True, help="auto: int8 on a CPU with VNNI where the engine's int8 networks passed their fidelity bar, else fp32.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 4096), help="Decode threads (with --ray: decode tasks at once, cluster-wide).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 4096), help="Decode threads or processes (--decode; with --ray: decode tasks at once, cluster-wide).")
+@click.option("--decode", type=click.Choice(["threads", "processes"]), default="threads", show_default=True,
+              help="Decode in threads, or in worker processes (no shared GIL: for many-core hosts whose cores the engine leaves free, a GPU host; a process that crashes on a file costs only that study).")
 @click.option("--memory-budget", "memory_mb", default=4096, show_default=True, type=click.IntRange(64, 1 << 20), help="MB of decoded pixels the decode threads may hold together; a study above its share (budget / workers) is refused before decoding.")
 @click.option("--threshold", type=float, default=None, callback=finite, help="Flag scores above this (default: the engine's calibrated operating point).")
 @click.option("--save-maps", is_flag=True, help="Write maps/<study>.npy and an overlay PNG per study.")
@@ -31,7 +33,7 @@ from ._common import DEFAULT_OUT, EXIT_OK, EXIT_PARTIAL, Bar, check_writable, en
 @click.option("--actors", default=1, show_default=True, type=click.IntRange(1, 4096), help="With --ray: scoring actors (each loads the engine once).")
 @click.option("--gpus-per-actor", default=0.0, show_default=True, type=click.FloatRange(0, 64), help="With --ray: GPUs per actor (fractions share a GPU); Ray picks each actor's GPU.")
 @click.option("--cpus-per-actor", default=1.0, show_default=True, type=click.FloatRange(0, 1024), help="With --ray: CPUs per actor (fractions leave CPUs to the decode tasks).")
-def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, device: str, precision: str, batch_size: int, workers: int, memory_mb: int, threshold: float | None, save_maps: bool, resume: bool, progress: bool | None, report: bool, dicom_out: str,
+def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, device: str, precision: str, batch_size: int, workers: int, decode: str, memory_mb: int, threshold: float | None, save_maps: bool, resume: bool, progress: bool | None, report: bool, dicom_out: str,
                ray_address: str | None, actors: int, gpus_per_actor: float, cpus_per_actor: float) -> None:
     """Screen every study under STUDIES; results sorted by score in OUT/results.csv.
 
@@ -45,13 +47,15 @@ def screen_cmd(studies: Path, engine: Path | None, out: Path, backend: str, devi
     options: dict[str, Any] = {"backend": backend, "device": device, "batch_size": batch_size, "threshold": threshold, "memory_budget_mb": memory_mb, "precision": precision}
     screener: Any
     if ray_address is not None:
+        if decode != "threads":
+            raise click.UsageError("--decode processes is for screening on this machine; with --ray, Ray's tasks decode")
         from ..distributed import RayScreener, connect
 
         resources = connect(ray_address)
         click.echo(f"Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; {actors} scoring actor(s) x ({cpus_per_actor:g} CPU, {gpus_per_actor:g} GPU)", err=True)
         screener = RayScreener(engine, actors=actors, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor, **options)
     else:
-        screener = Screener(engine, **options)
+        screener = Screener(engine, decode=decode, **options)
     engine_notice(screener)
     bar = Bar("screening", "study", progress)
     try:
