@@ -172,7 +172,8 @@ def render() -> str:
                        "each network at the peak of its precision." if int8_nets else "")]
         if "engine_score_int8_vs_fp32" in sp:
             r = sp["engine_score_int8_vs_fp32"]
-            out += ["", f"Engine + score at batch {r['batch']}, int8 against fp32 in {r['rounds']} interleaved rounds of the same run (the table's rows are timed one runner "
+            order = ", the order alternating round by round" if r.get("order") == "alternating" else ""
+            out += ["", f"Engine + score at batch {r['batch']}, int8 against fp32 in {r['rounds']} interleaved rounds of the same run{order} (the table's rows are timed one runner "
                     f"after the other): int8 {r['int8_images_per_s']:.1f}, fp32 {r['fp32_images_per_s']:.1f} images/s, **{r['ratio_of_medians']:.2f}x** "
                     f"(median of the rounds' ratios {r['ratio_median_of_rounds']:.2f}x, range {r['ratio_range'][0]:.2f}x..{r['ratio_range'][1]:.2f}x)."]
         rb = sp.get("research_baseline")

@@ -284,15 +284,18 @@ def run_suite(*, engine: str | Path | None = None, batches: tuple[int, ...] = (1
 
 def interleaved_rounds(fns: dict[K, Callable[[], Any]], rounds: int, *, warmup: int = 1) -> dict[K, list[float]]:
     """Seconds of each function per round, the functions called in turn within each round,
-    so that drift of the machine's speed hits all alike (compare them round by round)."""
+    so that drift of the machine's speed hits all alike (compare them round by round). The
+    order reverses every other round (A B, B A, ...), so that what one function leaves behind
+    (caches, clocks, threads) favours none of them."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     t: dict[K, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
+    keys = list(fns)
+    for r in range(rounds):
+        for k in keys if r % 2 == 0 else keys[::-1]:
             t0 = time.perf_counter()
-            fn()
+            fns[k]()
             t[k].append(time.perf_counter() - t0)
     return t
 
@@ -310,7 +313,7 @@ def interleaved_ratio(eng: Any, x: np.ndarray, rounds: int) -> dict[str, Any]:
             sc.close()
     ips = {p: len(x) / float(np.median(v)) for p, v in t.items()}
     pairs = [a / b for a, b in zip(t["fp32"], t["int8"])]
-    return {"batch": len(x), "rounds": rounds, "fp32_images_per_s": ips["fp32"], "int8_images_per_s": ips["int8"],
+    return {"batch": len(x), "rounds": rounds, "order": "alternating", "fp32_images_per_s": ips["fp32"], "int8_images_per_s": ips["int8"],
             "ratio_of_medians": ips["int8"] / ips["fp32"], "ratio_median_of_rounds": float(np.median(pairs)), "ratio_range": [min(pairs), max(pairs)]}
 
 

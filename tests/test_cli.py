@@ -79,3 +79,13 @@ def test_bench_suite_runs_and_reports_every_part(tmp_path):
     assert res["screen_demo"]["by_precision"]["int8"]["images_per_s"] > 0
     assert res["research_baseline"]["spearman_vs_ra_sdk"] > 0.99
     assert "interleaved rounds: int8" in r.output and "research pipeline" in r.output
+
+
+def test_interleaved_rounds_alternate_the_order():
+    """A B, B A, A B: no function always runs right after the other (ra_sdk.bench)."""
+    from ra_sdk.bench import interleaved_rounds
+
+    calls: list[str] = []
+    t = interleaved_rounds({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3, warmup=1)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert {k: len(v) for k, v in t.items()} == {"a": 3, "b": 3} and all(s >= 0 for v in t.values() for s in v)
