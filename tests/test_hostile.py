@@ -120,6 +120,12 @@ def test_hostile_files_become_rows_under_a_memory_cap(tmp_path, home):
     # nothing was written outside OUT, the home folder included
     assert snapshot(tmp_path, skip=out) == before
     assert not any(home.iterdir())
+    # decoding in processes gives every row byte for byte (failures, notes, scores)
+    out_p = tmp_path / "out-processes"
+    r = cli("screen", str(root), "--out", str(out_p), "--memory-budget", BUDGET_MB, "--no-progress", "--decode", "processes", home=home)
+    assert r.returncode == 3, (r.returncode, r.stderr[-3000:])
+    assert csv_lines(out_p) == csv_lines(out)
+    assert not any(home.iterdir())
 
 
 def test_a_series_keeps_what_decodes_and_ids_never_collide(tmp_path):
