@@ -6,8 +6,8 @@ studies, files or arrays.
     r = screener.screen_one(image)               # low-latency path for one 2-D image
 
 Inside, screening is a pipeline: decode + preprocessing in worker threads, or worker
-processes with ``decode="processes"`` (a bounded window of studies in flight), batching of slices across studies, the engine and the score
-(:class:`ra_sdk.scorer.Scorer`). Bad input never raises: it becomes a result with
+processes with ``decode="processes"`` (a bounded window of studies in flight), batching of
+slices across studies, the engine and the score (:class:`ra_sdk.scorer.Scorer`). Bad input never raises: it becomes a result with
 ``error`` and ``error_kind`` set. The batch run over a folder, with its journal and
 resume, is :mod:`ra_sdk.run`.
 """
@@ -176,7 +176,8 @@ class _ProcessDecoder:
             except BrokenProcessPool:
                 p = _blank(item, index)
                 where = p.paths[0] if p.paths else p.sid
-                p.error, p.error_kind = f"{where}: the decoder process died while reading it, twice (a crash in a codec or reader); nothing else was lost", "decoder-crash"
+                p.error = f"{where}: reading it killed the decode process, again when read alone (a crash in a codec or reader)"
+                p.error_kind = "decoder-crash"
                 return p
 
     def recover(self, broken: list[tuple[Any, int, int]]) -> list[Prepared]:

@@ -160,7 +160,7 @@ def test_decode_processes_give_the_threads_results_and_survive_a_crashing_decode
     # One study kills its decode process: that study alone fails, every other gives its result.
     crashing = [*items[:3], _KillsItsDecoder(), *items[3:]]
     got = procs.screen(crashing, workers=2)
-    assert got[3].error_kind == "decoder-crash" and got[3].score is None and "died" in got[3].error
+    assert got[3].error_kind == "decoder-crash" and got[3].score is None and "killed the decode process" in got[3].error
     assert [(r.score, r.error_kind) for r in got[:3] + got[4:]] == [(r.score, r.error_kind) for r in want]
     assert [r.study for r in got[:3] + got[4:-1]] == [r.study for r in want[:-1]]  # the array's id is its index
     with pytest.raises(ra_sdk.ConfigError, match="decode must be one of threads, processes"):

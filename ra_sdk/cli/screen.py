@@ -22,7 +22,7 @@ from ._common import DEFAULT_OUT, EXIT_OK, EXIT_PARTIAL, Bar, check_writable, en
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 4096), help="Decode threads or processes (--decode; with --ray: decode tasks at once, cluster-wide).")
 @click.option("--decode", type=click.Choice(["threads", "processes"]), default="threads", show_default=True,
               help="Decode in threads, or in worker processes (no shared GIL: for many-core hosts whose cores the engine leaves free, a GPU host; a process that crashes on a file costs only that study).")
-@click.option("--memory-budget", "memory_mb", default=4096, show_default=True, type=click.IntRange(64, 1 << 20), help="MB of decoded pixels the decode threads may hold together; a study above its share (budget / workers) is refused before decoding.")
+@click.option("--memory-budget", "memory_mb", default=4096, show_default=True, type=click.IntRange(64, 1 << 20), help="MB of decoded pixels the decode workers may hold together; a study above its share (budget / workers) is refused before decoding.")
 @click.option("--threshold", type=float, default=None, callback=finite, help="Flag scores above this (default: the engine's calibrated operating point).")
 @click.option("--save-maps", is_flag=True, help="Write maps/<study>.npy and an overlay PNG per study.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip studies a previous run into --out finished with the same settings (--no-resume screens afresh).")
