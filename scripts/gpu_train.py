@@ -105,7 +105,9 @@ def speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     card = torch.cuda.get_device_name() if cuda else "cpu"
     res = {"suite": "train", "card": card, "torch": torch.__version__, "peaks_tflops": peak_of(card), "rows": rows}
     (out / f"train_{'cpu' if not cuda else card.split()[-1].lower()}.json").write_text(json.dumps(res, indent=2) + "\n")
-    tiny = [r for r in rows if r["model"] == "ra-tiny" and r["objective"] == "ra" and "images_per_s" in r and r["batch"] == max(b for _, _, b in plan)]
+    tiny = [r for r in rows if r["model"] == "ra-tiny" and r["objective"] == "ra" and "images_per_s" in r]
+    at = args.batch if any(r["batch"] == args.batch for r in tiny) else max((r["batch"] for r in tiny), default=0)
+    tiny = [r for r in tiny if r["batch"] == at]  # the training batch's rows, where measured
     best = max(tiny, key=lambda r: r["images_per_s"]) if tiny else {"step": "reference", "images_per_s": 1.0}
     return {"rows": rows, "train_step": best["step"], "ra_images_per_s": best["images_per_s"]}
 
@@ -255,7 +257,10 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=630.0, help="seconds for the whole run (the device allows 600 per command and 900 per session)")
     ap.add_argument("--pool", type=int, default=16384, help="augmented normal images to train from (16,384: 32 s to make on the H200's 14 workers; 32,768 took 53 s)")
     ap.add_argument("--val", type=int, default=512)
-    ap.add_argument("--batch", type=int, default=256)
+    # Batch 64 at 2e-4, v0's recipe (it trained from scratch to validation MSE 0.018). The
+    # 2026-11-28 run at 256 (sqrt rule: 4e-4) left the RA worse than v0 (validation AUROC
+    # 0.6416 vs 0.6789), and the captured step runs 1,230 images/s at 64 against 1,428 at 256.
+    ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-4, help="at batch 64; scaled by sqrt(batch / 64) after a 300-step warm-up")
     ap.add_argument("--workers", type=int, default=14)
     ap.add_argument("--seed", type=int, default=1)
@@ -264,7 +269,8 @@ def main() -> None:
                     "call, or single checks of the verification (needs_cuda_tests, gpu_suite, gpu_engine, screen_cuda) already run on the same "
                     "GPU code; their minutes go to training")
     ap.add_argument("--train-step", default="graph", help="with --skip speed: the step kind to train with")
-    ap.add_argument("--ra-ips", type=float, default=1400.0, help="with --skip speed: RA images/s of that step (sizes the step count)")
+    ap.add_argument("--ra-ips", type=float, default=1230.0, help="with --skip speed: RA images/s of that step at --batch (sizes the step count; "
+                    "H200, graph step: 1,230 at batch 64, 1,428 at 256)")
     # a training worker (internal)
     ap.add_argument("--worker", choices=["ra", "ae"])
     ap.add_argument("--tmp")
