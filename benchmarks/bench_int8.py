@@ -32,7 +32,7 @@ import argparse
 import contextlib
 import json
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -182,8 +182,6 @@ def interleaved(scorers: dict, x32: np.ndarray, rounds: int) -> dict:
     """Median ms per image of engine + score, of the recon network and of one features pass,
     for each scorer, timed in interleaved rounds (``ra_sdk.bench.interleaved_rounds``: the
     machine's drift hits all alike); closes the scorers."""
-    from functools import partial
-
     from ra_sdk.bench import interleaved_rounds
 
     x_ph = next(iter(scorers.values())).recon.infer({"x": x32[:, None]})["x_ph"]
@@ -309,6 +307,7 @@ def head_rewrite(calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
     from ra_sdk.export.quantize import float_edges, quantize
     from ra_sdk.train import load_model
 
+    from ra_sdk.bench import interleaved_rounds
     from ra_sdk.data import DEMO_ENGINE
 
     net, _ = load_model(DEMO_ENGINE)
@@ -321,14 +320,7 @@ def head_rewrite(calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
         for precision, b in (("fp32", blob), ("int8", q)):
             sessions[f"{key} {precision}"] = ort.InferenceSession(b, opts, providers=["CPUExecutionProvider"])
         outs[key] = sessions[f"{key} fp32"].run(None, {"x": x32[:, None]})
-    t: dict = {k: [] for k in sessions}
-    for s in sessions.values():
-        s.run(None, {"x": x32[:, None]})
-    for _ in range(rounds):
-        for k, s in sessions.items():
-            t0 = time.perf_counter()
-            s.run(None, {"x": x32[:, None]})
-            t[k].append(time.perf_counter() - t0)
+    t = interleaved_rounds({k: partial(s.run, None, {"x": x32[:, None]}) for k, s in sessions.items()}, rounds)
     out: dict = {"batch": len(x32), "rounds": rounds, "ms_per_image": {k: 1e3 * float(np.median(v)) / len(x32) for k, v in t.items()},
                  "max_abs_diff_fp32": float(max(np.abs(a - b).max() for a, b in zip(outs["as_is"], outs["rewritten"])))}
     print("head rewrite", json.dumps(out), flush=True)

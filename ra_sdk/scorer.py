@@ -18,7 +18,7 @@ import numpy as np
 from ._arrays import array_module, to_device_of, to_host
 from .engine import Engine
 from .runners import Runner, make_runner
-from .scoring import ScoreConfig, clahe, foreground_mask, score_batch_later
+from .scoring import ScoreConfig, clahe_of_input, foreground_mask, score_batch_later
 from .scoring.cpu.threads import MIN_PIXELS, side_pool
 
 #: images per chunk of the CPU pipeline (score_batch); see benchmarks/bench_int8.py "overlap"
@@ -63,10 +63,11 @@ class Scorer:
         networks run on the calling thread, chunk after chunk of ``pipeline_chunk`` images,
         while side threads (one on a 2-core CPU) do the host steps (the foreground mask and
         C(x) during the reconstruction, C(x_ph) and the saliency terms during the feature
-        passes, a chunk's map and scores during the next chunk's networks). The networks leave part of the
-        cores idle; ``benchmarks/bench_int8.py``, section "overlap", measures the gain. Each
-        image goes through the same steps on the same data, so the same bits (tests hold
-        it); a smaller batch (``screen_one``) runs in the calling thread alone.
+        passes, a chunk's map and scores during the next chunk's networks). The networks
+        leave part of the cores idle; ``benchmarks/bench_int8.py``, section "overlap",
+        measures the gain. Each image goes through the same steps on the same data, so the
+        same bits (tests hold it); a smaller batch (``screen_one``) runs in the calling
+        thread alone.
         """
         on_cpu = self.recon.device == "cpu" and (self.features is None or self.features.device == "cpu")
         if not (self.pipeline_chunk > 0 and on_cpu and isinstance(x, np.ndarray) and x.size >= MIN_PIXELS):
@@ -85,7 +86,7 @@ class Scorer:
             if cfg.foreground > 0:
                 mask = side.submit(foreground_mask, x, cfg.foreground).result
             if cfg.use_clahe:
-                clahe_x = side.submit(lambda: clahe(np.clip(x.astype(np.float32, copy=False), 0, 1))).result
+                clahe_x = side.submit(clahe_of_input, x).result
         out = self.recon.infer({"x": x[:, None]})
         x_ph = out["x_ph"][:, 0]
         if type(x_ph) is not type(x):  # a GPU runner fed from host memory

@@ -54,6 +54,11 @@ class Prepared:
     headers: list[Any] | None = None  # DICOM: the files' datasets without pixel data
     boxes: list[Any] | None = None  # each screened slice's crop box (presets that crop borders)
 
+    @property
+    def where(self) -> str:
+        """What an error line names: the study's first file, else its id."""
+        return self.paths[0] if self.paths else self.sid
+
 
 def one_line(text: str, limit: int = 500) -> str:
     """A reason as one line: whitespace (newlines included) collapsed, length capped."""
@@ -91,7 +96,7 @@ def prepare(item: Any, preset: Preset, index: int = 0, *, max_bytes: int) -> Pre
             mismatch = modality_note(sl.meta.get("Modality"), study.kind, preset)
             if mismatch:
                 p.notes.append(mismatch)
-            stack = prepare_stack(sl.pixels, preset, where=p.paths[0] if p.paths else p.sid)
+            stack = prepare_stack(sl.pixels, preset, where=p.where)
             p.images, p.slice_index, p.boxes = stack.images, stack.indices, stack.boxes
             p.notes += stack.notes
         except ReadError as err:
@@ -99,9 +104,8 @@ def prepare(item: Any, preset: Preset, index: int = 0, *, max_bytes: int) -> Pre
         except RaSdkError as err:
             p.error, p.error_kind = str(err), "error"
         except Exception as err:
-            where = p.paths[0] if p.paths else p.sid
-            p.error, p.error_kind = f"{where}: {type(err).__name__}: {err}", "unreadable"
-            log.debug("reader failure on %s", where, exc_info=True)
+            p.error, p.error_kind = f"{p.where}: {type(err).__name__}: {err}", "unreadable"
+            log.debug("reader failure on %s", p.where, exc_info=True)
     if p.error is not None:
         p.error = one_line(p.error)
         p.images = p.slice_index = None
@@ -175,8 +179,7 @@ class _ProcessDecoder:
                 return one.submit(prepare, item, self.preset, index, max_bytes=max_bytes).result()
             except BrokenProcessPool:
                 p = _blank(item, index)
-                where = p.paths[0] if p.paths else p.sid
-                p.error = f"{where}: reading it killed the decode process, again when read alone (a crash in a codec or reader)"
+                p.error = f"{p.where}: reading it killed the decode process, again when read alone (a crash in a codec or reader)"
                 p.error_kind = "decoder-crash"
                 return p
 
@@ -261,9 +264,8 @@ class Screener:
             return r
         cfg = self.engine.meta.score
         if not np.isfinite(scores).all():  # never a NaN or inf in the results: a failure with its reason
-            where = p.paths[0] if p.paths else p.sid
             bad = int((~np.isfinite(scores)).sum())
-            r.error, r.error_kind = f"{where}: the score of {bad} of {len(scores)} slice(s) is not finite (NaN or inf from the engine)", "non-finite"
+            r.error, r.error_kind = f"{p.where}: the score of {bad} of {len(scores)} slice(s) is not finite (NaN or inf from the engine)", "non-finite"
             return r
         s, k = study_score(scores, how=cfg.study_aggregation, k=cfg.study_k)
         r.score, r.n_slices, r.max_slice = s, len(scores), int(p.slice_index[k])
@@ -342,8 +344,7 @@ class Screener:
                     p = pending[0][2].result()
                 except Exception as err:  # a result that could not come back from its process
                     p = _blank(pending[0][1], pending[0][0])
-                    where = p.paths[0] if p.paths else p.sid
-                    p.error, p.error_kind = one_line(f"{where}: {type(err).__name__}: {err}"), "error"
+                    p.error, p.error_kind = one_line(f"{p.where}: {type(err).__name__}: {err}"), "error"
                 i = pending.popleft()[0]
                 refill()
                 yield i, p

@@ -198,7 +198,6 @@ def test_anomaly_map_features_matches_transcription(rng):
     assert np.abs(got - ref).max() <= TOL["map_rel"] * ref.max()
 
 
-
 @pytest.mark.parametrize("k", [1, 7, 300, 1000, 1024])
 def test_topk_mean_is_the_full_sort_bit_for_bit(rng, k):
     """The selection among positives first (fast on maps with a plateau of zeros) gives the
@@ -238,6 +237,7 @@ def test_small_foreground_scores_finite_not_minus_inf(rng):
     empty = np.zeros_like(mask)
     for how in ("mean", "max", "topk"):
         assert np.all(scoring.image_score(amap, empty, aggregation=how) == 0)
+
 
 def test_score_options_and_aggregations(rng):
     x = brain_like(rng, n=3)
@@ -340,7 +340,6 @@ def test_a_score_does_not_depend_on_its_batch():
             assert np.array_equal(got, ref[3:33]), precision
 
 
-
 @pytest.mark.parametrize("config", [None, ScoreConfig(perceptual="structural", aggregation="mean"), ScoreConfig(perceptual="features", use_clahe=False, foreground=0.1, aggregation="max"),
                                     ScoreConfig(perceptual="none", aggregation="topk", topk=0.02)], ids=["engine", "structural", "no-clahe", "residual"])
 def test_the_cpu_pipeline_gives_the_calling_thread_bits(config, monkeypatch):
@@ -403,6 +402,7 @@ def test_the_cpu_pipeline_is_for_cpu_runners_and_large_batches_only(monkeypatch)
     recon.device = "cuda"  # as a GPU runner would say (its outputs here are still host arrays)
     assert np.array_equal(sc.score_batch(x)[1], ref)
     sc.close()
+
 
 def test_the_fast_cpu_score_steps_give_the_reference_bits():
     """Top-k by selection equals top-k by a full sort (ties and masks included), and the

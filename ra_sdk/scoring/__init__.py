@@ -140,8 +140,7 @@ def _anomaly_map_later(x: Any, x_ph: Any, feats: FeatureFn | None, cfg: ScoreCon
     if x3.shape != p3.shape:
         raise ValueError(f"x and x_ph differ in shape: {tuple(x3.shape)} vs {tuple(p3.shape)}")
     xp = _gpu().cupy() if _is_cupy(x3) else np
-    x3 = xp.clip(x3.astype(xp.float32, copy=False), 0, 1)
-    p3 = xp.clip(p3.astype(xp.float32, copy=False), 0, 1)
+    x3, p3 = _unit(x3), _unit(p3)
     if cfg.perceptual == "structural" and cfg.use_clahe and _is_cupy(x3):
         amap = _gpu().fused_structural_map(x3, p3, sigma=cfg.sigma, gaussian_weights=cfg.ssim_gaussian, mask=_value(mask))
         return lambda: amap
@@ -169,6 +168,18 @@ def _anomaly_map_later(x: Any, x_ph: Any, feats: FeatureFn | None, cfg: ScoreCon
         return amap.astype(xp.float32, copy=False)
 
     return _later(side, finish)
+
+
+def _unit(x: Any) -> Any:
+    """Images as the score reads them: float32, clipped to [0, 1] (numpy or CuPy)."""
+    xp = _gpu().cupy() if _is_cupy(x) else np
+    return xp.clip(x.astype(xp.float32, copy=False), 0, 1)
+
+
+def clahe_of_input(x: Any) -> Any:
+    """C(x) of (B, H, W) inputs exactly as the anomaly map computes it (``clahe_x`` of
+    :func:`score_batch_later`, made ahead while the reconstruction runs)."""
+    return clahe(_unit(x))
 
 
 def _value(v: Any) -> Any:
@@ -300,11 +311,8 @@ def score_batch_later(
     if mask is None and cfg.foreground > 0:
         mask = _later(side, foreground_mask, x, cfg.foreground)
     if _is_cupy(x) and cfg.perceptual == "structural" and cfg.use_clahe and cfg.aggregation in ("mean", "max") and mask is None:
-        x3, _ = _as_bhw(x)
-        p3, _ = _as_bhw(x_ph)
         cp = _gpu().cupy()
-        x3 = cp.clip(x3.astype(cp.float32, copy=False), 0, 1)
-        p3 = cp.clip(p3.astype(cp.float32, copy=False), 0, 1)
+        x3, p3 = _unit(_as_bhw(x)[0]), _unit(_as_bhw(x_ph)[0])
         amap, (sums, maxs) = _gpu().fused_structural_map(x3, p3, sigma=cfg.sigma, gaussian_weights=cfg.ssim_gaussian, with_stats=True)
         n = amap.shape[1] * amap.shape[2]
         out = (amap, (sums / n if cfg.aggregation == "mean" else maxs.astype(cp.float64)))
