@@ -104,7 +104,7 @@ class Scorer:
                     return emb_x
                 return _levels(features.infer({"x": images}))
 
-        result = score_batch_later(x, x_ph, feats, config=cfg, mask=mask, clahe_x=clahe_x, side=side)
+        result = score_batch_later(x, x_ph, feats, cfg, mask, None, clahe_x, side)
 
         def done() -> tuple[Any, Any, Any]:
             maps, scores = result()

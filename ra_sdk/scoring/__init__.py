@@ -282,20 +282,11 @@ def score_batch(
     On a GPU, the structural map with CLAHE runs as one fused pass whose per-image sum and
     max give the "mean" and "max" scores directly (no second reduction over the maps).
     """
-    return score_batch_later(x, x_ph, feats, config=config, mask=mask, feature_weights=feature_weights)()
+    return score_batch_later(x, x_ph, feats, config or ScoreConfig(), mask, feature_weights, None, None)()
 
 
-def score_batch_later(
-    x: Any,
-    x_ph: Any,
-    feats: FeatureFn | None = None,
-    *,
-    config: ScoreConfig | None = None,
-    mask: Any = None,
-    feature_weights: Sequence[Any] | None = None,
-    clahe_x: Any = None,
-    side: Executor | None = None,
-) -> Callable[[], tuple[Any, Any]]:
+def score_batch_later(x: Any, x_ph: Any, feats: FeatureFn | None, cfg: ScoreConfig, mask: Any, feature_weights: Sequence[Any] | None,
+                      clahe_x: Any, side: Executor | None) -> Callable[[], tuple[Any, Any]]:
     """:func:`score_batch`, with the host steps that need no network on ``side``.
 
     The network passes of ``feats`` run on the calling thread, in turn; C(x), C(x_ph), the
@@ -305,9 +296,9 @@ def score_batch_later(
     network pass is done, with a function that waits for and returns (maps, scores). The
     same steps on the same data as :func:`score_batch`: the same bits. Without ``side``,
     everything runs now. ``mask`` and ``clahe_x`` (C(x), when the caller made it while the
-    reconstruction ran) may be such functions too.
+    reconstruction ran) may be such functions too. All arguments are positional, as in
+    ``_anomaly_map_later``: this is the Scorer's entry, :func:`score_batch` the public one.
     """
-    cfg = config or ScoreConfig()
     if mask is None and cfg.foreground > 0:
         mask = _later(side, foreground_mask, x, cfg.foreground)
     if _is_cupy(x) and cfg.perceptual == "structural" and cfg.use_clahe and cfg.aggregation in ("mean", "max") and mask is None:
