@@ -21,9 +21,11 @@ ONNX Runtime runs it and as the graph is written, and its engine + score speed. 
 the bundled engine's engine + score at batch 32, fp32 and int8, scored in the calling
 thread alone and as the Scorer's CPU pipeline (host steps on a side thread beside the
 networks) with chunks of 32, 16, 8 and 4 images; every variant's scores must equal the
-sequential ones bit for bit.
+sequential ones bit for bit. Resize rewrite: the reconstruction's int8 upsampling as
+quantize_static writes it and as the export rewrites it (the same outputs bit for bit), with
+engine + score, network and upsampling-kernel times.
 
-    python -m benchmarks.bench_int8 --only noise|breakdown|edges|profile|head|overlap   # one section, updated in --out
+    python -m benchmarks.bench_int8 --only noise|breakdown|edges|profile|head|overlap|resize   # one section, updated in --out
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/int8_choice_cpu.json")
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["noise", "breakdown", "edges", "profile", "head", "overlap"], help="run one section and update it in --out")
+    ap.add_argument("--only", choices=["noise", "breakdown", "edges", "profile", "head", "overlap", "resize"], help="run one section and update it in --out")
     args = ap.parse_args()
     eng = without_int8(read_engine(DEMO_ENGINE))  # the fp32 networks: every candidate is made from them
     calib, calib_desc = int8_calibration(eng.meta.preset, "embedded", None, 64 if args.quick else args.calib_images)  # the export's images
@@ -88,6 +90,8 @@ def main() -> None:
             res["head_rewrite"] = head_rewrite(calib, x32, 3 if args.quick else 9)
         elif args.only == "overlap":
             res["overlap"] = overlap(read_engine(DEMO_ENGINE), x32, 5 if args.quick else 21)
+        elif args.only == "resize":
+            res["resize_rewrite"] = resize_rewrite(eng, calib, x32, 3 if args.quick else 9)
         else:
             res["breakdown"] = breakdown(eng, calib, x32, 3 if args.quick else 9)
         res["choice"] = choice(res)
@@ -161,6 +165,7 @@ def main() -> None:
     res["edges"] = edges(eng, calib, probe, anomalous, ref, x32, 3 if args.quick else 9)
     res["profile"] = profile(read_engine(DEMO_ENGINE), x32)
     res["head_rewrite"] = head_rewrite(calib, x32, 3 if args.quick else 9)
+    res["resize_rewrite"] = resize_rewrite(eng, calib, x32, 3 if args.quick else 9)
     res["overlap"] = overlap(read_engine(DEMO_ENGINE), x32, 5 if args.quick else 21)
     res["choice"] = choice(res)
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
@@ -172,7 +177,7 @@ def choice(res: dict) -> dict:
     edges section that passes (both networks), else features alone, else recon alone."""
     from ra_sdk.export.onnx_export import INT8_CANDIDATES, candidate_name
 
-    order = [candidate_name(nets, depth) for nets, depth in INT8_CANDIDATES]
+    order = [candidate_name(*c) for c in INT8_CANDIDATES]
     measured = {**res.get("edges", {}).get("candidates", {}), **res.get("networks", {})}
     kept = next((name for name in order if measured.get(name, {}).get("passed")), None)
     return {"method": res.get("method"), "candidate": kept, "fidelity": {k: measured[kept][k] for k in ("spearman", "flags_identical", "auroc_change")} if kept else None}
@@ -261,22 +266,24 @@ def breakdown(eng, calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
 
 def edges(eng, calib: np.ndarray, probe: np.ndarray, anomalous: np.ndarray, ref: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
     """The export's int8 candidates (export.onnx_export.INT8_CANDIDATES) that quantize both
-    networks: every layer int8 but those that read one channel (the stems, float for speed),
-    then the reconstruction's float edges (its output head, then also its first 1, 2, 3
-    layers deep); and, for the speed of the stems, every layer int8. Each with its fidelity
+    networks: every layer int8 but those that read one channel (the stems, float for speed,
+    through their first pool where the candidate says so), then the reconstruction's float
+    edges (its output head, then also its first 1, 2 layers deep; 3 deep beyond the
+    candidates); and, for the speed of the stems, every layer int8. Each with its fidelity
     on the validation probe and its engine + score speed, timed in interleaved rounds with
     fp32 (ms per image, batch 32)."""
-    from ra_sdk.export.onnx_export import candidate_name, int8_float_layers
+    from ra_sdk.export.onnx_export import BOTH, INT8_CANDIDATES, candidate_name, int8_float_layers
     from ra_sdk.export.quantize import add_int8, fidelity
 
     from ra_sdk.scorer import Scorer
 
-    nets = ("recon", "features")
+    nets = BOTH
     cache: dict = {}
     out: dict = {"rounds": rounds, "batch": len(x32), "candidates": {}}
     engines = {}
     variants = [("every layer int8, the stems too", {})]
-    variants += [(candidate_name(nets, d) + (" (beyond the export's candidates)" if d == 3 else ""), int8_float_layers(eng, nets, d)) for d in (None, 0, 1, 2, 3)]
+    variants += [(candidate_name(*c), int8_float_layers(eng, *c)) for c in INT8_CANDIDATES if c[0] == nets]
+    variants += [(candidate_name(nets, 3) + " (beyond the export's candidates)", int8_float_layers(eng, nets, 3))]
     for name, fl in variants:
         e8 = add_int8(eng, calib, networks=nets, float_layers=fl, cache=cache)
         f = fidelity(e8, probe, anomalous, reference=ref)
@@ -295,6 +302,55 @@ def edges(eng, calib: np.ndarray, probe: np.ndarray, anomalous: np.ndarray, ref:
         out["candidates"][k]["engine_score_int8_over_fp32"] = ms["fp32"]["engine_score"] / ms[k]["engine_score"]
         print(f"{k:<70} engine + score {1e3 / ms[k]['engine_score']:.1f} images/s, {out['candidates'][k]['engine_score_int8_over_fp32']:.2f}x fp32", flush=True)
     return out
+
+
+def resize_rewrite(eng, calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
+    """The reconstruction's 2x nearest upsampling in the int8 graph as quantize_static writes
+    it (DequantizeLinear, Resize, QuantizeLinear: ONNX Runtime runs a channels-last uint8
+    Resize) and as the export writes it (``resizes_as_expand``: a uint8 Expand between
+    Transposes that cancel): the shipped candidate's float layers, the same calibration;
+    the two must give the same outputs bit for bit. Ms per image of engine + score, of the
+    recon network alone and of one features pass (interleaved rounds, batch 32), and the
+    kernel time of the upsampling operators from ONNX Runtime's profiler."""
+    from ra_sdk.export.onnx_export import int8_float_layers
+    from ra_sdk.export.quantize import add_int8
+
+    from ra_sdk.scorer import Scorer
+
+    fl = int8_float_layers(eng, ("recon",), 2, ("recon",))
+    pair = {key: add_int8(eng, calib, networks=("recon",), float_layers=fl, expand_resizes=on) for key, on in (("resize", False), ("expand", True))}
+    outs = {k: Scorer(e, backend="onnxruntime", device="cpu", precision="int8").recon.infer({"x": x32[:, None]}) for k, e in pair.items()}
+    same = all(np.array_equal(outs["resize"][k], outs["expand"][k]) for k in outs["resize"])
+    assert same, "the upsampling rewrite changed the reconstruction's int8 outputs"
+    out: dict = {"batch": len(x32), "rounds": rounds, "unit": "ms per image", "same_outputs": same}
+    out |= interleaved({k: Scorer(e, backend="onnxruntime", device="cpu", precision="int8") for k, e in pair.items()}, x32, rounds)
+    for k, e in pair.items():
+        by_op = profile_network(e.network("recon_int8")[1], x32)
+        out[k]["upsampling_kernel_ms"] = sum(by_op.get(op, 0.0) for op in ("Resize", "Expand", "Reshape"))
+    print("resize rewrite", json.dumps(out), flush=True)
+    return out
+
+
+def profile_network(blob: bytes, x32: np.ndarray, runs: int = 5) -> dict:
+    """Kernel ms per image of each operator type of one network (ONNX Runtime's profiler,
+    batch 32, as the runner sets the session)."""
+    import collections
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.enable_profiling, opts.profile_file_prefix = True, str(Path(tmp) / "net")
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            sess.run(None, {"x": x32[:, None]})
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    by_op: dict = collections.defaultdict(float)
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            by_op[e["args"].get("op_name", "?")] += e["dur"] / 1e3 / runs / len(x32)
+    return dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
 
 
 def head_rewrite(calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict:
@@ -331,27 +387,12 @@ def profile(eng, x32: np.ndarray, runs: int = 5) -> dict:
     """Where each network of the bundled engine spends its time, by ONNX Runtime's own
     profiler (kernel time per operator type, batch 32, 2 threads, as the runner sets them):
     why the int8 networks stay far from the int8 roof."""
-    import collections
-
-    import onnxruntime as ort
-
     out: dict = {"batch": len(x32), "runs": runs, "unit": "share of kernel time"}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in eng.meta.networks:
-            opts = ort.SessionOptions()
-            opts.enable_profiling, opts.profile_file_prefix = True, str(Path(tmp) / name)
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            sess = ort.InferenceSession(eng.network(name)[1], opts, providers=["CPUExecutionProvider"])
-            for _ in range(runs):
-                sess.run(None, {"x": x32[:, None]})
-            events = json.loads(Path(sess.end_profiling()).read_text())
-            by_op: dict = collections.defaultdict(float)
-            for e in events:
-                if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-                    by_op[e["args"].get("op_name", "?")] += e["dur"]
-            total = sum(by_op.values())
-            out[name] = {"ms_per_image": total / 1e3 / runs / len(x32), "by_op": {k: v / total for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}}
-            print(name, f"{out[name]['ms_per_image']:.2f} ms/image", ", ".join(f"{k} {v:.0%}" for k, v in list(out[name]["by_op"].items())[:6]), flush=True)
+    for name in eng.meta.networks:
+        by_op = profile_network(eng.network(name)[1], x32, runs)
+        total = sum(by_op.values())
+        out[name] = {"ms_per_image": total, "by_op": {k: v / total for k, v in by_op.items()}}
+        print(name, f"{total:.2f} ms/image", ", ".join(f"{k} {v:.0%}" for k, v in list(out[name]["by_op"].items())[:6]), flush=True)
     return out
 
 

@@ -238,42 +238,49 @@ def export_checkpoint(
     return write_engine(out, meta, members)
 
 
-#: candidates, fastest first (the first to pass the bar is kept): the int8 networks, and
-#: for the recon network the edges left out of the QDQ quantization
+#: candidates, fastest first (the first to pass the bar is kept): the int8 networks; for the
+#: recon network the edges left out of the QDQ quantization
 #: (:func:`ra_sdk.export.quantize.float_edges`) as layers from the input, or None for none
-#: and no output head either. Full int8 first; then the reconstruction's output head left
-#: out, then also its first layers (1, then 2 deep); then the features network alone, then
-#: recon alone. In every candidate the layers that read one channel stay float, for speed.
-#: Left out is not always float: ONNX Runtime quantizes a left-out layer between int8
-#: neighbours itself (weights per tensor) when it loads the graph, and the fidelity bar is
-#: measured as it runs. How each fares on the bundled model, both ways:
-#: benchmarks/results/int8_choice_cpu.json, "edges".
-INT8_CANDIDATES: tuple[tuple[tuple[str, ...], int | None], ...] = (
-    (("recon", "features"), None), (("recon", "features"), 0), (("recon", "features"), 1), (("recon", "features"), 2),
-    (("features",), None), (("recon",), None),
+#: and no output head either; and the networks whose one-channel stem stays float through
+#: its activation and first pool (``stem_pool``), not only its convolution. Full int8 first;
+#: then the reconstruction's output head left out, then also its first layers (1, then 2
+#: deep); at 2 deep the float stem through the pool in both networks, then in recon only,
+#: then in neither; then the features network alone, then recon alone. In every candidate
+#: the layers that read one channel stay float, for speed. Left out is not always float:
+#: ONNX Runtime quantizes a left-out layer between int8 neighbours itself (weights per
+#: tensor) when it loads the graph, and the fidelity bar is measured as it runs. How each
+#: fares on the bundled model, both ways: benchmarks/results/int8_choice_cpu.json, "edges".
+BOTH = ("recon", "features")
+INT8_CANDIDATES: tuple[tuple[tuple[str, ...], int | None, tuple[str, ...]], ...] = (
+    (BOTH, None, BOTH), (BOTH, 0, BOTH), (BOTH, 1, BOTH), (BOTH, 2, BOTH), (BOTH, 2, ("recon",)), (BOTH, 2, ()),
+    (("features",), None, ("features",)), (("features",), None, ()), (("recon",), None, ("recon",)), (("recon",), None, ()),
 )
 
 
-def candidate_name(nets: Sequence[str], depth: int | None) -> str:
+def candidate_name(nets: Sequence[str], depth: int | None, stem_pool: Sequence[str] = ()) -> str:
     """How an int8 candidate is named in the engine's record: "recon+features", with the
     reconstruction's edges left out of the quantization as "(recon unquantized: output
-    head, first 2 layers deep)"."""
+    head, first 2 layers deep)", and the networks whose stem stays float through its first
+    pool as "[float stem to the first pool: recon]"."""
     name = "+".join(nets)
-    if depth is None or "recon" not in nets:
-        return name
-    return f"{name} (recon unquantized: output head" + (f", first {depth} layer{'s' if depth > 1 else ''} deep)" if depth else ")")
+    if depth is not None and "recon" in nets:
+        name += " (recon unquantized: output head" + (f", first {depth} layer{'s' if depth > 1 else ''} deep)" if depth else ")")
+    if stem_pool:
+        name += f" [float stem to the first pool: {'+'.join(stem_pool)}]"
+    return name
 
 
-def int8_float_layers(engine: Any, nets: Sequence[str], depth: int | None) -> dict[str, list[str]]:
+def int8_float_layers(engine: Any, nets: Sequence[str], depth: int | None, stem_pool: Sequence[str] = ()) -> dict[str, list[str]]:
     """Per network of a candidate, the nodes left out of the quantization: those reading one
-    channel, and for the reconstruction with ``depth`` set, its output head and its first
-    ``depth`` layers."""
+    channel (for the networks in ``stem_pool``, with the activation and pool after them),
+    and for the reconstruction with ``depth`` set, its output head and its first ``depth``
+    layers."""
     from .quantize import float_edges
 
     out = {}
     for net in nets:
         edges = depth if net == "recon" else None
-        out[net] = float_edges(engine.network(net)[1], one_channel=True, depth=edges or 0, tail=["x_ph"] if edges is not None else ())
+        out[net] = float_edges(engine.network(net)[1], one_channel=True, stem_pool=net in stem_pool, depth=edges or 0, tail=["x_ph"] if edges is not None else ())
     return out
 
 
@@ -314,11 +321,11 @@ def add_int8_networks(meta: EngineMeta, members: dict[str, bytes], path: Path, *
     attempts: dict[str, Any] = {}
     cache: dict = {}  # a network's int8 graph is made once for the candidates that share it
     tried: set = set()
-    for nets, depth in INT8_CANDIDATES:
+    for nets, depth, stem_pool in INT8_CANDIDATES:
         if not all(name in meta.networks for name in nets):
             continue
-        name = candidate_name(nets, depth)
-        float_layers = int8_float_layers(base, nets, depth)
+        name = candidate_name(nets, depth, stem_pool)
+        float_layers = int8_float_layers(base, nets, depth, stem_pool)
         key = tuple((k, tuple(v)) for k, v in sorted(float_layers.items()))
         if key in tried:  # e.g. "first 1 layer deep" when the stem already stays float (one channel)
             continue

@@ -55,11 +55,12 @@ def _prepared_model(onnx_bytes: bytes) -> Any:
         return onnx.load(str(_prepared(onnx_bytes, Path(tmp))))
 
 
-def pools_as_depthwise(model: Any) -> int:
+def pools_as_depthwise(model: Any, keep: Sequence[str] = ()) -> int:
     """Rewrite, in place, each AveragePool with a 2x2 kernel, stride 2 and no padding as a
     depthwise Conv (group = channels, weights 0.25, no bias), which ONNX Runtime runs as an
     int8 depthwise convolution. Needs the channel count from shape inference; a pool whose
-    channels are unknown stays. Returns how many were rewritten."""
+    channels are unknown stays, and so do the pools named in ``keep`` (left out of the
+    quantization: in float the AveragePool is the fast one). Returns how many were rewritten."""
     from onnx import helper, numpy_helper
 
     shapes = {v.name: v.type.tensor_type.shape for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
@@ -72,7 +73,7 @@ def pools_as_depthwise(model: Any) -> int:
             and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID") and attrs.get("dilations", [1, 1]) == [1, 1]
         )
         channels = shape.dim[1].dim_value if shape is not None and len(shape.dim) == 4 else 0
-        if not (simple and channels > 0):
+        if not (simple and channels > 0) or node.name in keep:
             nodes.append(node)
             continue
         w = numpy_helper.from_array(np.full((channels, 1, 2, 2), 0.25, np.float32), f"{node.name}_depthwise_w")
@@ -82,6 +83,68 @@ def pools_as_depthwise(model: Any) -> int:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return n
+
+
+def resizes_as_expand(model: Any) -> int:
+    """Rewrite, in place, each nearest-neighbour 2x Resize of a QDQ graph that sits between
+    a DequantizeLinear and a QuantizeLinear of the same scale and zero point (what
+    quantize_static makes of an upsampling layer) as the same copy on the uint8 tensor:
+    Transpose to channels-last, Reshape to (N, H, 1, W, 1, C), Expand to (N, H, 2, W, 2,
+    C), Reshape to (N, 2H, 2W, C), Transpose back. The values are identical (nearest
+    neighbour copies; the Q/DQ pair around it is the identity on uint8). ONNX Runtime runs
+    its int8 convolutions channels-last and cancels the two Transposes against its own, so
+    the copy runs as a broadcast; its channels-last uint8 Resize takes the slow general
+    path (0.29 against 0.08 ms per image for the last 64 -> 128 upsampling,
+    ``benchmarks/results/int8_choice_cpu.json``, "resize_rewrite"). Needs the channel count
+    and the spatial size from shape inference. Returns how many were rewritten."""
+    from onnx import helper, numpy_helper, shape_inference
+
+    inferred = shape_inference.infer_shapes(model)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    readers: dict[str, list[Any]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+
+    def same_params(dq: Any, q: Any) -> bool:
+        pairs = list(zip(dq.input[1:], q.input[1:]))
+        return len(pairs) == 2 and all(a in init and b in init and init[a].size == 1 and np.array_equal(init[a], init[b]) for a, b in pairs)
+
+    replaced: dict[str, list[Any]] = {}
+    dropped: set[str] = set()
+    for n in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type != "Resize" or (attrs.get("mode"), attrs.get("coordinate_transformation_mode"), attrs.get("nearest_mode")) != (b"nearest", b"asymmetric", b"floor"):
+            continue
+        dq, qs = producer.get(n.input[0]), readers.get(n.output[0], [])
+        if dq is None or dq.op_type != "DequantizeLinear" or len(qs) != 1 or qs[0].op_type != "QuantizeLinear" or not same_params(dq, qs[0]):
+            continue
+        (_, c, h, w), out = dims.get(n.input[0], [0] * 4), dims.get(n.output[0], [])
+        if min(c, h, w) <= 0 or out[1:] != [c, 2 * h, 2 * w]:
+            continue
+        p = n.name
+        shapes = {f"{p}_rows": [0, h, 1, w, 1, c], f"{p}_twice": [1, 1, 2, 1, 2, 1], f"{p}_up": [0, 2 * h, 2 * w, c]}
+        model.graph.initializer.extend(numpy_helper.from_array(np.array(v, np.int64), k) for k, v in shapes.items())
+        replaced[n.name] = [
+            helper.make_node("Transpose", [dq.input[0]], [f"{p}_nhwc"], name=f"{p}_nhwc", perm=[0, 2, 3, 1]),
+            helper.make_node("Reshape", [f"{p}_nhwc", f"{p}_rows"], [f"{p}_rows_out"], name=f"{p}_rows"),
+            helper.make_node("Expand", [f"{p}_rows_out", f"{p}_twice"], [f"{p}_twice_out"], name=f"{p}_twice"),
+            helper.make_node("Reshape", [f"{p}_twice_out", f"{p}_up"], [f"{p}_up_out"], name=f"{p}_up"),
+            helper.make_node("Transpose", [f"{p}_up_out"], [qs[0].output[0]], name=f"{p}_nchw", perm=[0, 3, 1, 2]),
+        ]
+        dropped.add(qs[0].name)
+        if len(readers[dq.output[0]]) == 1:
+            dropped.add(dq.name)
+    nodes = [m for n in model.graph.node if n.name not in dropped for m in replaced.get(n.name, [n])]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {i for n in nodes for i in n.input}
+    unused = [i for i in model.graph.initializer if i.name not in used]
+    for i in unused:
+        model.graph.initializer.remove(i)
+    return len(replaced)
 
 
 def graph_nodes(onnx_bytes: bytes) -> list[tuple[str, str]]:
@@ -97,7 +160,7 @@ def quantizable_layers(onnx_bytes: bytes) -> list[str]:
 _LAYERS = ("Conv", "Gemm", "MatMul")
 
 
-def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = (), one_channel: bool = False) -> list[str]:
+def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = (), one_channel: bool = False, stem_pool: bool = False) -> list[str]:
     """Nodes of the prepared graph to leave out of the quantization at the network's edges,
     the classic place where int8 costs most accuracy. What reads the float input (the stem)
     or writes a float output (the head) then runs float; a left-out layer between int8
@@ -115,7 +178,12 @@ def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = (), 
     - ``one_channel``: every convolution that reads a single channel (the stem of a grey
       image network), for speed: it has only k*k multiply-adds per output, too few for
       ONNX Runtime's int8 kernels, and ran faster in float (features network 1.02 ->
-      0.94..0.98 ms per image, benchmarks/results/int8_choice_cpu.json, "edges").
+      0.94..0.98 ms per image, benchmarks/results/int8_choice_cpu.json, "edges");
+    - ``stem_pool`` (with ``one_channel``): the activation and the 2x2 average pool after
+      such a convolution too (ONNX Runtime fuses the activation into the float
+      convolution), so the float-to-int8 edge comes after the pool: a quarter of the values
+      to reorder, quantize and transpose (``benchmarks/results/int8_choice_cpu.json``,
+      "edges": the candidates with "float stem to the first pool").
     """
     from onnx import numpy_helper
 
@@ -134,6 +202,8 @@ def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = (), 
             w = weights.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None
             if w is not None and group == 1 and list(w.dims[1:2]) == [1]:
                 keep.add(n.name)
+                if stem_pool:
+                    keep.update(_activation_and_pool_after(n, nodes))
 
     def channel_sum(n: Any) -> bool:  # a 1x1 Conv of ones (export.onnx_export.one_channel_convs_as_depthwise)
         w = weights.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None
@@ -153,7 +223,34 @@ def float_edges(onnx_bytes: bytes, *, depth: int = 0, tail: Sequence[str] = (), 
     return [n.name for n in nodes if n.name in keep]
 
 
-def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] = (), symmetric: bool = False, batch: int = 16, op_types: Sequence[str] | None = None, depthwise_pools: bool = True) -> bytes:
+_ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Clip", "HardSigmoid")
+
+
+def _activation_and_pool_after(layer: Any, nodes: Sequence[Any]) -> list[str]:
+    """The elementwise activations that follow ``layer`` one after the other (each the only
+    reader of the one before), then a 2x2 stride-2 AveragePool if one comes next: their node
+    names, in order; empty when something else comes first."""
+    from onnx import helper
+
+    readers: dict[str, list[Any]] = {}
+    for n in nodes:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    out, n = [], layer
+    while len(nxt := readers.get(n.output[0], [])) == 1:
+        n = nxt[0]
+        if n.op_type in _ACTIVATIONS:
+            out.append(n.name)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type == "AveragePool" and attrs.get("kernel_shape") == [2, 2] and attrs.get("strides") == [2, 2]:
+            out.append(n.name)
+        break
+    return out
+
+
+def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] = (), symmetric: bool = False, batch: int = 16, op_types: Sequence[str] | None = None, depthwise_pools: bool = True,
+             expand_resizes: bool = True) -> bytes:
     """A QDQ int8 copy of an fp32 ONNX network (float32 inputs and outputs).
 
     Args:
@@ -163,6 +260,8 @@ def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", fl
         symmetric: signed int8 activations with zero point 0 (TensorRT's form); the
             AveragePool rewrite (:func:`pools_as_depthwise`) is for ONNX Runtime only.
         depthwise_pools: that rewrite (on by default; off to measure what it gives).
+        expand_resizes: the upsampling rewrite of :func:`resizes_as_expand` (ONNX Runtime
+            only, like the pool rewrite; on by default, off to measure what it gives).
     """
     import_onnxruntime()
     from onnxruntime.quantization import (
@@ -191,7 +290,7 @@ def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", fl
             import onnx
 
             model = onnx.load(str(pre))
-            if pools_as_depthwise(model):
+            if pools_as_depthwise(model, keep=float_layers):
                 onnx.save(model, str(pre))
         out = Path(tmp) / "int8.onnx"
         quantize_static(
@@ -200,6 +299,12 @@ def quantize(onnx_bytes: bytes, calib: np.ndarray, *, method: str = "minmax", fl
             per_channel=True, calibrate_method=cm, nodes_to_exclude=list(float_layers), op_types_to_quantize=list(op_types) if op_types else None,
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
         )
+        if expand_resizes and not symmetric:
+            import onnx
+
+            model = onnx.load(str(out))
+            if resizes_as_expand(model):
+                return bytes(model.SerializeToString())
         return out.read_bytes()
 
 
@@ -208,13 +313,13 @@ def info(method: str, calib_desc: str, n: int, float_layers: Mapping[str, Sequen
     per network, the nodes left out of the quantization (see :func:`float_edges`)."""
     return {
         "method": method, "activations": "uint8, asymmetric, per tensor", "weights": "int8, symmetric, per output channel",
-        "format": "QDQ (ONNX Runtime quantize_static; 2x2 average pools as depthwise Conv)", "calibration": calib_desc, "calibration_images": n,
+        "format": "QDQ (ONNX Runtime quantize_static; 2x2 average pools as depthwise Conv, 2x nearest upsampling as a uint8 Expand)", "calibration": calib_desc, "calibration_images": n,
         "float_layers": {k: list(v) for k, v in float_layers.items()}, "fidelity": fidelity, "passed": bool(fidelity.get("passed")),
     }
 
 
 def add_int8(engine: Any, calib: np.ndarray, *, method: str = "minmax", float_layers: Sequence[str] | Mapping[str, Sequence[str]] = (), networks: Sequence[str] | None = None,
-             depthwise_pools: bool = True, cache: dict | None = None) -> Any:
+             depthwise_pools: bool = True, expand_resizes: bool = True, cache: dict | None = None) -> Any:
     """A copy of ``engine`` (in memory) with ``<network>_int8`` networks beside fp32, for
     ``networks`` (default: every network); a network without one runs fp32 at int8.
 
@@ -234,9 +339,9 @@ def add_int8(engine: Any, calib: np.ndarray, *, method: str = "minmax", float_la
     for name in [n for n in engine.meta.networks if "_" not in n and (networks is None or n in networks)]:
         spec, blob = engine.network(name)
         fl = tuple(float_layers.get(name, ()) if isinstance(float_layers, Mapping) else float_layers)
-        key = (name, method, fl, depthwise_pools)
+        key = (name, method, fl, depthwise_pools, expand_resizes)
         if key not in cache:
-            cache[key] = quantize(blob, calib, method=method, float_layers=fl, depthwise_pools=depthwise_pools)
+            cache[key] = quantize(blob, calib, method=method, float_layers=fl, depthwise_pools=depthwise_pools, expand_resizes=expand_resizes)
         members[f"{name}_int8.onnx"] = cache[key]
         meta.networks[f"{name}_int8"] = type(spec)(f"{name}_int8.onnx", dict(spec.inputs), list(spec.outputs), "int8")
     return Engine(engine.path, meta, members)

@@ -33,7 +33,9 @@ def test_int8_networks_pass_their_bar_and_are_recorded(int8_bundle):
     assert f["spearman"] >= 0.995 and f["flags_identical"] >= 0.99 and abs(f["auroc_change"]) <= 0.01
     assert q["activations"].startswith("uint8") and q["weights"].startswith("int8") and "validation" in q["calibration"]
     # what failed on the way is recorded too (full int8 is tried first)
-    assert "recon+features" in q["attempts"]
+    from ra_sdk.export.onnx_export import INT8_CANDIDATES, candidate_name
+
+    assert next(iter(q["attempts"])) == candidate_name(*INT8_CANDIDATES[0]) == "recon+features [float stem to the first pool: recon+features]"
     assert q["candidate"] in q["attempts"] and q["attempts"][q["candidate"]]["passed"]
     import onnx
 
@@ -128,6 +130,59 @@ def test_the_int8_pool_rewrite_is_the_same_sums_and_only_for_onnx_runtime(tmp_pa
     assert "AveragePool" not in ops and "QuantizeLinear" in ops
     ops_trt = {n.op_type for n in onnx.load_from_string(quantize(blob, calib, symmetric=True)).graph.node}
     assert "AveragePool" in ops_trt
+
+
+def test_the_int8_upsampling_rewrite_gives_the_same_outputs_bit_for_bit():
+    """resizes_as_expand: the reconstruction's five 2x nearest upsamplings, between Q/DQ
+    pairs of one scale, become uint8 Expands; ONNX Runtime then gives exactly the outputs of
+    the graph as quantize_static wrote it (nearest neighbour copies, no arithmetic). The
+    TensorRT variant (symmetric) keeps its Resize."""
+    import onnx
+    import onnxruntime as ort
+    from ra_sdk.export.quantize import float_edges, quantize, resizes_as_expand
+
+    from ra_sdk.data.augment import normal_batch
+
+    blob = read_engine(DEMO_ENGINE).network("recon")[1]
+    calib = normal_batch("val", 16, start=1000)[:, None]
+    fl = float_edges(blob, depth=2, tail=["x_ph"], one_channel=True, stem_pool=True)
+    written = quantize(blob, calib, float_layers=fl, expand_resizes=False)
+    model = onnx.load_from_string(written)
+    assert sum(n.op_type == "Resize" for n in model.graph.node) == 5
+    assert resizes_as_expand(model) == 5
+    ops = [n.op_type for n in model.graph.node]
+    assert "Resize" not in ops and ops.count("Expand") == 5
+    assert onnx.load_from_string(quantize(blob, calib, float_layers=fl)).SerializeToString() == model.SerializeToString()  # the default
+    x = normal_batch("test", 8, start=1300)[:, None]
+    a = ort.InferenceSession(written, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    b = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert len(a) == len(b) > 1 and all(np.array_equal(p, q) for p, q in zip(a, b))
+    trt = onnx.load_from_string(quantize(blob, calib, float_layers=fl, symmetric=True))
+    assert sum(n.op_type == "Resize" for n in trt.graph.node) == 5
+
+
+def test_a_float_stem_through_its_pool_quantizes_after_the_pool():
+    """stem_pool: the one-channel stem's activation and its 2x2 pool stay float with it;
+    the pool is not rewritten as a depthwise convolution, and the first int8 tensor is the
+    pool's output (the network's first embedding then comes out float)."""
+    import onnx
+    from ra_sdk.export.quantize import float_edges, quantize
+
+    from ra_sdk.data.augment import normal_batch
+
+    blob = read_engine(DEMO_ENGINE).network("features")[1]
+    assert float_edges(blob, one_channel=True) == ["/encoder/stem/stem.0/Conv"]
+    fl = float_edges(blob, one_channel=True, stem_pool=True)
+    assert fl == ["/encoder/stem/stem.0/Conv", "/encoder/stem/stem.2/LeakyRelu", "/encoder/pool/AveragePool"]
+    q = onnx.load_from_string(quantize(blob, normal_batch("val", 16, start=1000)[:, None], float_layers=fl)).graph
+    by_name = {n.name: n for n in q.node}
+    producer = {o: n for n in q.node for o in n.output}
+    assert by_name["/encoder/pool/AveragePool"].op_type == "AveragePool"
+    assert producer[by_name["/encoder/stem/stem.2/LeakyRelu"].input[0]].name == "/encoder/stem/stem.0/Conv"  # float to float, no Q/DQ between
+    assert producer[by_name["/encoder/pool/AveragePool"].input[0]].name == "/encoder/stem/stem.2/LeakyRelu"
+    readers = [n for n in q.node if by_name["/encoder/pool/AveragePool"].output[0] in n.input]
+    assert [n.op_type for n in readers] == ["QuantizeLinear"]
+    assert sum(n.op_type == "AveragePool" for n in q.node) == 1  # the others became depthwise convolutions
 
 
 def test_float_edges_are_the_first_layers_by_depth_and_the_output_head():
