@@ -110,7 +110,7 @@ def resizes_as_expand(model: Any) -> int:
 
     def same_params(dq: Any, q: Any) -> bool:
         pairs = list(zip(dq.input[1:], q.input[1:]))
-        return len(pairs) == 2 and all(a in init and b in init and init[a].size == 1 and np.array_equal(init[a], init[b]) for a, b in pairs)
+        return len(pairs) == 2 and all(a in init and b in init and init[a].size == 1 and init[a].dtype == init[b].dtype and np.array_equal(init[a], init[b]) for a, b in pairs)
 
     replaced: dict[str, list[Any]] = {}
     dropped: set[str] = set()
@@ -121,10 +121,11 @@ def resizes_as_expand(model: Any) -> int:
         dq, qs = producer.get(n.input[0]), readers.get(n.output[0], [])
         if dq is None or dq.op_type != "DequantizeLinear" or len(qs) != 1 or qs[0].op_type != "QuantizeLinear" or not same_params(dq, qs[0]):
             continue
-        (_, c, h, w), out = dims.get(n.input[0], [0] * 4), dims.get(n.output[0], [])
-        if min(c, h, w) <= 0 or out[1:] != [c, 2 * h, 2 * w]:
+        shape, out = dims.get(n.input[0], []), dims.get(n.output[0], [])
+        if len(shape) != 4 or min(shape[1:]) <= 0 or out[1:] != [shape[1], 2 * shape[2], 2 * shape[3]]:
             continue
-        p = n.name
+        c, h, w = shape[1:]
+        p = f"{n.name or 'Resize'}_as_expand{len(replaced)}"  # unique even where nodes have no names
         shapes = {f"{p}_rows": [0, h, 1, w, 1, c], f"{p}_twice": [1, 1, 2, 1, 2, 1], f"{p}_up": [0, 2 * h, 2 * w, c]}
         model.graph.initializer.extend(numpy_helper.from_array(np.array(v, np.int64), k) for k, v in shapes.items())
         replaced[n.name] = [
@@ -140,8 +141,8 @@ def resizes_as_expand(model: Any) -> int:
     nodes = [m for n in model.graph.node if n.name not in dropped for m in replaced.get(n.name, [n])]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    used = {i for n in nodes for i in n.input}
-    unused = [i for i in model.graph.initializer if i.name not in used]
+    used = {i for n in nodes for i in n.input} | {o.name for o in model.graph.output}
+    unused = [i for i in model.graph.initializer if i.name not in used]  # the Resizes' sizes, the dropped pairs' scales
     for i in unused:
         model.graph.initializer.remove(i)
     return len(replaced)

@@ -159,6 +159,15 @@ def test_the_int8_upsampling_rewrite_gives_the_same_outputs_bit_for_bit():
     assert len(a) == len(b) > 1 and all(np.array_equal(p, q) for p, q in zip(a, b))
     trt = onnx.load_from_string(quantize(blob, calib, float_layers=fl, symmetric=True))
     assert sum(n.op_type == "Resize" for n in trt.graph.node) == 5
+    # a Resize whose QuantizeLinear has another scale than its DequantizeLinear is a real
+    # requantization, not a copy: it stays
+    other = onnx.load_from_string(written)
+    readers = {i: n for n in other.graph.node for i in n.input}
+    q = readers[next(n for n in other.graph.node if n.op_type == "Resize").output[0]]
+    scale = next(i for i in other.graph.initializer if i.name == q.input[1])  # shared with the DequantizeLinear
+    other.graph.initializer.append(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(scale) * 2, "doubled_scale"))
+    q.input[1] = "doubled_scale"
+    assert resizes_as_expand(other) == 4
 
 
 def test_a_float_stem_through_its_pool_quantizes_after_the_pool():
