@@ -102,9 +102,10 @@ def resizes_as_expand(model: Any) -> int:
     inferred = shape_inference.infer_shapes(model)
     dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
     init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    producer = {o: n for n in model.graph.node for o in n.output}
+    graph = list(model.graph.node)  # holds every node object, so that id() names each one for the whole rewrite
+    producer = {o: n for n in graph for o in n.output}
     readers: dict[str, list[Any]] = {}
-    for n in model.graph.node:
+    for n in graph:
         for i in n.input:
             readers.setdefault(i, []).append(n)
 
@@ -112,9 +113,9 @@ def resizes_as_expand(model: Any) -> int:
         pairs = list(zip(dq.input[1:], q.input[1:]))
         return len(pairs) == 2 and all(a in init and b in init and init[a].size == 1 and init[a].dtype == init[b].dtype and np.array_equal(init[a], init[b]) for a, b in pairs)
 
-    replaced: dict[str, list[Any]] = {}
-    dropped: set[str] = set()
-    for n in model.graph.node:
+    replaced: dict[int, list[Any]] = {}  # by id(): node names may be empty or repeated
+    dropped: set[int] = set()
+    for n in graph:
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         if n.op_type != "Resize" or (attrs.get("mode"), attrs.get("coordinate_transformation_mode"), attrs.get("nearest_mode")) != (b"nearest", b"asymmetric", b"floor"):
             continue
@@ -128,17 +129,17 @@ def resizes_as_expand(model: Any) -> int:
         p = f"{n.name or 'Resize'}_as_expand{len(replaced)}"  # unique even where nodes have no names
         shapes = {f"{p}_rows": [0, h, 1, w, 1, c], f"{p}_twice": [1, 1, 2, 1, 2, 1], f"{p}_up": [0, 2 * h, 2 * w, c]}
         model.graph.initializer.extend(numpy_helper.from_array(np.array(v, np.int64), k) for k, v in shapes.items())
-        replaced[n.name] = [
+        replaced[id(n)] = [
             helper.make_node("Transpose", [dq.input[0]], [f"{p}_nhwc"], name=f"{p}_nhwc", perm=[0, 2, 3, 1]),
             helper.make_node("Reshape", [f"{p}_nhwc", f"{p}_rows"], [f"{p}_rows_out"], name=f"{p}_rows"),
             helper.make_node("Expand", [f"{p}_rows_out", f"{p}_twice"], [f"{p}_twice_out"], name=f"{p}_twice"),
             helper.make_node("Reshape", [f"{p}_twice_out", f"{p}_up"], [f"{p}_up_out"], name=f"{p}_up"),
             helper.make_node("Transpose", [f"{p}_up_out"], [qs[0].output[0]], name=f"{p}_nchw", perm=[0, 3, 1, 2]),
         ]
-        dropped.add(qs[0].name)
+        dropped.add(id(qs[0]))
         if len(readers[dq.output[0]]) == 1:
-            dropped.add(dq.name)
-    nodes = [m for n in model.graph.node if n.name not in dropped for m in replaced.get(n.name, [n])]
+            dropped.add(id(dq))
+    nodes = [m for n in graph if id(n) not in dropped for m in replaced.get(id(n), [n])]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     used = {i for n in nodes for i in n.input} | {o.name for o in model.graph.output}
