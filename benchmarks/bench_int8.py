@@ -319,11 +319,12 @@ def resize_rewrite(eng, calib: np.ndarray, x32: np.ndarray, rounds: int) -> dict
 
     fl = int8_float_layers(eng, ("recon",), 2, ("recon",))
     pair = {key: add_int8(eng, calib, networks=("recon",), float_layers=fl, expand_resizes=on) for key, on in (("resize", False), ("expand", True))}
-    outs = {k: Scorer(e, backend="onnxruntime", device="cpu", precision="int8").recon.infer({"x": x32[:, None]}) for k, e in pair.items()}
+    scorers = {k: Scorer(e, backend="onnxruntime", device="cpu", precision="int8") for k, e in pair.items()}
+    outs = {k: sc.recon.infer({"x": x32[:, None]}) for k, sc in scorers.items()}
     same = all(np.array_equal(outs["resize"][k], outs["expand"][k]) for k in outs["resize"])
     assert same, "the upsampling rewrite changed the reconstruction's int8 outputs"
     out: dict = {"batch": len(x32), "rounds": rounds, "unit": "ms per image", "same_outputs": same}
-    out |= interleaved({k: Scorer(e, backend="onnxruntime", device="cpu", precision="int8") for k, e in pair.items()}, x32, rounds)
+    out |= interleaved(scorers, x32, rounds)  # closes them
     for k, e in pair.items():
         by_op = profile_network(e.network("recon_int8")[1], x32)
         out[k]["upsampling_kernel_ms"] = sum(by_op.get(op, 0.0) for op in ("Resize", "Expand", "Reshape"))

@@ -143,6 +143,20 @@ def _decode_process_init() -> None:
         pass
 
 
+class _ThreadDecoder:
+    """:func:`prepare` in ``workers`` threads of this process (the default)."""
+
+    def __init__(self, workers: int, preset: Preset):
+        self.preset = preset
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ra-sdk-decode")
+
+    def submit(self, item: Any, index: int, max_bytes: int) -> Future[Prepared]:
+        return self.pool.submit(prepare, item, self.preset, index, max_bytes=max_bytes)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 class _ProcessDecoder:
     """:func:`prepare` in ``workers`` spawned processes: decoding (pydicom, nibabel, the
     readers' Python) then runs beside the scoring process instead of sharing its GIL. Spawned,
@@ -308,8 +322,7 @@ class Screener:
 
         window = window or max(4 * workers, 2 * self.batch_size)
         share = study_budget(self.memory_budget, workers)
-        procs = _ProcessDecoder(workers, self.preset) if self.decode == "processes" else None
-        threads = None if procs else ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ra-sdk-decode")
+        decoder = (_ProcessDecoder if self.decode == "processes" else _ThreadDecoder)(workers, self.preset)
         pending: deque[tuple[int, Any, Future[Prepared]]] = deque()
         it = iter(enumerate(items))
 
@@ -319,15 +332,14 @@ class Screener:
                     i, item = next(it)
                 except StopIteration:
                     return
-                fut = procs.submit(item, i, share) if procs else threads.submit(self.prepare, item, i, max_bytes=share)  # type: ignore[union-attr]
-                pending.append((i, item, fut))
+                pending.append((i, item, decoder.submit(item, i, share)))
 
         def recover() -> None:
             """After a decode process died: every study of the broken pool, again, alone."""
-            assert procs is not None
+            assert isinstance(decoder, _ProcessDecoder)  # only a process pool breaks
             wait([f for _, _, f in pending])  # the broken pool fails each of its futures
             broken = [(k, item) for k, (_, item, f) in enumerate(pending) if isinstance(f.exception(), BrokenProcessPool)]
-            redone = procs.recover([(item, pending[k][0], share) for k, item in broken])
+            redone = decoder.recover([(item, pending[k][0], share) for k, item in broken])
             for (k, item), p in zip(broken, redone, strict=True):
                 done: Future[Prepared] = Future()
                 done.set_result(p)
@@ -352,10 +364,7 @@ class Screener:
         try:
             yield from self.score_prepared(decoded(), return_maps=return_maps)
         finally:
-            if procs:
-                procs.shutdown()
-            if threads:
-                threads.shutdown(wait=False, cancel_futures=True)
+            decoder.shutdown()
 
     def score_prepared(self, prepared: Iterable[tuple[int, Prepared]], *, return_maps: bool = False) -> Iterator[tuple[int, StudyResult]]:
         """Score decoded studies (from :meth:`prepare`, here or in another process), slices

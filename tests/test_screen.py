@@ -140,6 +140,7 @@ def test_a_small_foreground_scores_finite_and_a_non_finite_score_is_a_failure(tm
     assert res[0].error is None and np.isfinite(res[0].score)
     assert res[1].score is None and res[1].error_kind == "non-finite" and "not finite" in res[1].error
 
+
 class _KillsItsDecoder:
     """A study whose decoding kills the process decoding it (as a crashing codec would):
     a spawned decode process rebuilds it, and dies."""
